@@ -1,0 +1,200 @@
+"""Layers, losses, Adam and the gradient checker (issue: core)."""
+import numpy as np
+import pytest
+
+from tinycdaae import backend, gradcheck, layers, losses, reference
+from tinycdaae.optim import Adam
+
+F64 = np.float64
+
+
+@pytest.mark.parametrize("group,desc,thunk", gradcheck.layer_checks(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_layer_and_loss_passes_gradcheck(group, desc, thunk):
+    errors = thunk()
+    assert len(errors) >= 1
+    assert max(errors.values()) < gradcheck.LAYER_TOLERANCE, (group, desc, errors)
+
+
+@pytest.mark.parametrize("n,c,h,w,f,k,s,p", [
+    (2, 3, 8, 8, 4, 5, 2, 2), (1, 1, 7, 5, 2, 3, 1, 1), (3, 2, 9, 9, 3, 4, 3, 0), (2, 4, 6, 7, 5, 1, 1, 0)])
+def test_conv_matches_loop_oracle_forward_and_backward(n, c, h, w, f, k, s, p):
+    rng = np.random.default_rng(0)
+    conv = layers.Conv2d(c, f, k, s, p, rng=rng, dtype=F64)
+    x = rng.standard_normal((n, c, h, w))
+    y, cache = conv.forward(x)
+    w_, b_ = np.array(conv.w.data), np.array(conv.b.data)
+    np.testing.assert_allclose(y, reference.conv2d_loop(x, w_, b_, s, p), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(y.shape)
+    dx = conv.backward(dout, cache)
+    dx_ref, dw_ref, db_ref = reference.conv2d_loop_backward(dout, x, w_, s, p)
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-12)
+    np.testing.assert_allclose(conv.w.grad, dw_ref, atol=1e-12)
+    np.testing.assert_allclose(conv.b.grad, db_ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,c,h,w,f,k,s,p,op", [
+    (2, 3, 4, 4, 2, 5, 2, 2, 1), (1, 1, 3, 5, 2, 3, 2, 0, 0), (2, 2, 3, 3, 3, 3, 1, 1, 0), (1, 2, 2, 3, 1, 4, 3, 1, 2)])
+def test_conv_transpose_matches_loop_oracle(n, c, h, w, f, k, s, p, op):
+    rng = np.random.default_rng(1)
+    deconv = layers.ConvTranspose2d(c, f, k, s, p, op, rng=rng, dtype=F64)
+    x = rng.standard_normal((n, c, h, w))
+    y, _ = deconv.forward(x)
+    expected = reference.conv_transpose2d_loop(x, np.array(deconv.w.data), np.array(deconv.b.data), s, p, op)
+    assert y.shape == expected.shape == (n, f, (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op)
+    np.testing.assert_allclose(y, expected, atol=1e-12)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    """<conv(x), y> = <x, convT(y)> for the same weights and no bias: the defining property."""
+    rng = np.random.default_rng(2)
+    conv = layers.Conv2d(3, 4, 5, 2, 2, rng=rng, dtype=F64)
+    deconv = layers.ConvTranspose2d(4, 3, 5, 2, 2, 1, rng=rng, dtype=F64)
+    deconv.w.data[...] = conv.w.data                      # (F=4, C=3, 5, 5) used as (C_in=4, F_out=3)
+    conv.b.data[...] = 0
+    deconv.b.data[...] = 0
+    x, y = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((2, 4, 4, 4))
+    assert np.isclose((conv.forward(x)[0] * y).sum(), (x * deconv.forward(y)[0]).sum(), rtol=1e-12)
+
+
+def test_same_padding_halves_and_doubles_like_the_reference_net():
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    y, _ = layers.Conv2d(3, 8, 5, 2, 2).forward(x)
+    assert y.shape == (2, 8, 16, 16) and y.dtype == np.float32
+    z, _ = layers.ConvTranspose2d(8, 3, 5, 2, 2, 1).forward(y)
+    assert z.shape == (2, 3, 32, 32)
+
+
+def test_plain_nchw_inputs_and_weights_give_the_same_numbers():
+    """Memory order is only a speed detail: a C-contiguous weight and input give identical y."""
+    rng = np.random.default_rng(3)
+    conv = layers.Conv2d(3, 5, 5, 2, 2, rng=rng, dtype=F64)
+    x = rng.standard_normal((2, 3, 8, 8))
+    y1, _ = conv.forward(x)
+    conv.w.data = np.ascontiguousarray(conv.w.data)
+    y2, _ = conv.forward(np.asfortranarray(x))
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_planted_wrong_gradient_is_caught():
+    class BrokenTanh(layers.Tanh):
+        def backward(self, dout, y):
+            return dout * (1 - y)          # forgot to square y
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4))
+    assert max(gradcheck.check_layer(layers.Tanh(), x, rng).values()) < 1e-7
+    assert max(gradcheck.check_layer(BrokenTanh(), x, rng).values()) > 1e-2
+
+    class ForgotBiasGrad(layers.Dense):
+        def backward(self, dout, x):
+            self.w.grad += dout.T @ x
+            return dout @ self.w.data      # bias gradient never added
+
+    errors = gradcheck.check_layer(ForgotBiasGrad(3, 2, dtype=F64), rng.standard_normal((4, 3)), rng)
+    assert errors["dense.b"] > 0.5 and errors["dense.w"] < 1e-7
+
+
+def test_gradcheck_refuses_float32():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck.check_layer(layers.Dense(3, 2), np.ones((2, 3), np.float32))
+
+
+def test_layer_used_twice_accumulates_both_gradients():
+    """A discriminator sees a real and a fake batch in one step: its weight gradient must be the
+    sum of both calls' gradients, which is what you get from one call on the stacked batch."""
+    rng = np.random.default_rng(5)
+    conv = layers.Conv2d(2, 3, 5, 2, 2, rng=rng, dtype=F64)
+    real, fake = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 6, 6))
+    d_real, d_fake = rng.standard_normal((2, 3, 3, 3)), rng.standard_normal((3, 3, 3, 3))
+    conv.zero_grad()
+    y_real, cache_real = conv.forward(real)
+    y_fake, cache_fake = conv.forward(fake)        # second call must not overwrite the first cache
+    conv.backward(d_real, cache_real)
+    conv.backward(d_fake, cache_fake)
+    two_calls = conv.w.grad.copy(), conv.b.grad.copy()
+    conv.zero_grad()
+    _, cache = conv.forward(np.concatenate([real, fake]))
+    conv.backward(np.concatenate([d_real, d_fake]), cache)
+    np.testing.assert_allclose(two_calls[0], conv.w.grad, atol=1e-12)
+    np.testing.assert_allclose(two_calls[1], conv.b.grad, atol=1e-12)
+    conv.zero_grad()
+    assert not conv.w.grad.any() and not conv.b.grad.any()
+
+
+def test_adam_matches_hand_computed_updates():
+    """Three steps of Adam on one scalar, computed by hand from Algorithm 1 of the paper."""
+    p = layers.Param(np.array([1.0]), "theta")
+    opt = Adam([p], lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    grads = [0.5, -1.0, 2.0]
+    m = v = 0.0
+    theta = 1.0
+    for t, g in enumerate(grads, start=1):
+        p.grad[...] = g
+        opt.step()
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        theta -= 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        assert p.data[0] == pytest.approx(theta, rel=1e-12)
+    # first step of Adam moves every parameter by ~lr whatever the gradient's scale
+    q = layers.Param(np.array([0.0, 0.0]))
+    q.grad[...] = [1e-4, -300.0]
+    Adam([q], lr=0.01).step()
+    np.testing.assert_allclose(q.data, [-0.01, 0.01], rtol=1e-3)
+
+
+def test_adam_state_is_per_parameter_object():
+    a, b = layers.Param(np.zeros(2), "w"), layers.Param(np.zeros(2), "w")   # same name on purpose
+    opt = Adam([a, b], lr=0.1)
+    a.grad[...], b.grad[...] = 1.0, -1.0
+    opt.step()
+    assert (opt.m[a] > 0).all() and (opt.m[b] < 0).all()
+    with pytest.raises(ValueError, match="twice"):
+        Adam([a, a])
+
+
+def test_extreme_logits_give_finite_bce_and_gradients():
+    z = np.array([[-1e4], [-80.0], [-50.0], [0.0], [50.0], [80.0], [1e4]], np.float32)
+    for target in (0.0, 1.0):
+        y = np.full_like(z, target)
+        loss, grad = losses.bce_with_logits(z, y)
+        assert np.isfinite(loss) and np.isfinite(grad).all()
+    loss, grad = losses.bce_with_logits(np.array([[1e4]], np.float32), np.array([[0.0]], np.float32))
+    assert loss == pytest.approx(1e4, rel=1e-6) and grad[0, 0] == pytest.approx(1.0)
+    loss, _ = losses.bce_with_logits(np.array([[60.0]]), np.array([[1.0]]))
+    assert 0 <= loss < 1e-20                               # log(1 + e^-60) ≈ 8.8e-27, not 0 by cancellation
+
+
+def test_bce_matches_the_naive_formula_where_that_is_safe():
+    rng = np.random.default_rng(6)
+    z, y = rng.standard_normal((10, 1)), rng.uniform(0, 1, (10, 1))
+    s = 1 / (1 + np.exp(-z))
+    naive = -(y * np.log(s) + (1 - y) * np.log(1 - s)).mean()
+    assert losses.bce_with_logits(z, y)[0] == pytest.approx(naive, rel=1e-12)
+
+
+def test_mse_value():
+    loss, grad = losses.mse(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
+    assert loss == 5.0 and grad.tolist() == [1.0, 3.0]
+
+
+def test_gradcheck_command_prints_table_and_exit_code(capsys):
+    assert gradcheck.main([]) == 0
+    out = capsys.readouterr().out
+    assert "Conv2d" in out and "ConvTranspose2d" in out and "bce_with_logits" in out and "FAIL" not in out
+
+
+def test_asking_for_gpu_without_cupy_is_a_clear_error(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(backend.BackendError, match="pip install cupy"):
+        backend.use("gpu")
+    assert backend.use("auto") is np and backend.device_name() == "cpu"
+    backend.use("cpu")
