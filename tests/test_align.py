@@ -144,3 +144,13 @@ def test_importing_the_package_loads_no_image_or_face_libraries():
             "print(sorted(m for m in ('dlib', 'imageio', 'scipy', 'tqdm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_shrinking_averages_instead_of_aliasing():
+    # 1-px black/white stripes shrunk 10x must become flat grey; point sampling would give
+    # stripes or a flat black or white depending on where the samples fall
+    stripes = np.zeros((320, 320, 3), np.uint8)
+    stripes[:, ::2] = 255
+    M = np.array([[0.1, 0.0, 0.0], [0.0, 0.1, 0.0]])
+    crop = align.warp_to_crop(stripes, M)
+    assert crop.shape == (32, 32, 3) and np.abs(crop.astype(float) - 127.5).max() < 8
