@@ -153,4 +153,6 @@ def test_shrinking_averages_instead_of_aliasing():
     stripes[:, ::2] = 255
     M = np.array([[0.1, 0.0, 0.0], [0.0, 0.1, 0.0]])
     crop = align.warp_to_crop(stripes, M)
-    assert crop.shape == (32, 32, 3) and np.abs(crop.astype(float) - 127.5).max() < 8
+    assert crop.shape == (32, 32, 3)
+    inner = crop[1:-1, 1:-1].astype(float)        # the border samples run past the photo's edge
+    assert np.abs(inner - 127.5).max() < 8
