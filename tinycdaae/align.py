@@ -108,6 +108,8 @@ def to_rgb_uint8(pixels, name="image"):
         pass
     elif pixels.dtype == np.uint16:                          # 16-bit: 65535 -> 255
         pixels = (pixels.astype(np.float64) / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(pixels.dtype, np.integer) and pixels.min() >= 0 and pixels.max() <= 255:
+        pixels = pixels.astype(np.uint8)                     # e.g. int32 from some PNG modes
     elif pixels.dtype == bool:
         pixels = pixels.astype(np.uint8) * 255
     elif np.issubdtype(pixels.dtype, np.floating):           # float images are in [0, 1]

@@ -34,7 +34,10 @@ from tinycdaae.align import (ALIGN_VERSION, CROP, DatasetError, NoFaceError, Unr
 from tinycdaae.pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 IMAGES_PER_JOB = 32   # images handed to a worker at a time: big enough to hide the pool's overhead
-FRAMES_PER_JOB = 500  # video frames per job; a job decodes its video from the start (see _align_video)
+# Video frames per job. A job decodes its video from the start (see _align_video), ~6 ms per
+# skipped 1024x768 frame against ~85 ms to align one: 1000-frame jobs keep that overhead near 15%
+# while cutting DISFA into ~135 jobs, enough to keep 16 cores evenly busy.
+FRAMES_PER_JOB = 1000
 
 
 def say(message):
