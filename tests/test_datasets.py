@@ -349,3 +349,16 @@ def test_empty_data_directories_explain_the_layout(tmp_path):
         load_dataset("disfa", tmp_path / "empty", tmp_path / "c", **quiet())
     with pytest.raises(DatasetError, match="0 CSV files"):
         load_dataset("folder", tmp_path / "empty", tmp_path / "c", **quiet())
+
+
+def test_an_interrupted_cache_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "cache" / "set-0123.npz"
+
+    def killed(f):
+        f.write(b"half of it")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        prepare_module._atomic_write(str(target), killed)
+    assert list((tmp_path / "cache").iterdir()) == []
+    prepare_module._atomic_write(str(target), lambda f: f.write(b"all of it"))
+    assert target.read_bytes() == b"all of it" and len(list((tmp_path / "cache").iterdir())) == 1

@@ -85,9 +85,12 @@ def read_image(path):
     Handles grayscale, gray+alpha, RGBA (alpha dropped), palette images and GIFs (first frame),
     16-bit and float images. Raises UnreadableImageError naming the file otherwise.
     """
+    import warnings
     import imageio.v3 as iio
     try:
-        pixels = np.asarray(iio.imread(path, index=0))
+        with warnings.catch_warnings():   # imageio tries its plugins in turn; old ones warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pixels = np.asarray(iio.imread(path, index=0))
     except Exception as err:  # imageio raises many types (OSError, ValueError, plugin errors...)
         raise UnreadableImageError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
     return to_rgb_uint8(pixels, name=str(path))
