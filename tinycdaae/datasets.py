@@ -1,0 +1,59 @@
+"""One entry point for every dataset, as the command line uses it.
+
+    faceset = load_dataset(name, data_dir, cache_dir=None, folds=4)     # name: rafd, disfa, folder, synthetic
+    train, test = split_for_training(faceset, fold, k=4, seed=0)       # subject-independent
+
+`split_for_training` is `pairs.split` plus what DISFA needs: its pairs are *sampled per training
+fold* (per AU up to 2000 frames where the AU is non-zero, plus 1000 all-zero frames, each with a
+random partner frame of the same person), so after splitting, the pairs of each side are drawn
+again from that side's people only. For every other dataset it is exactly `pairs.split`.
+Bad input raises align.DatasetError (a ValueError) whose message says what is wrong: print it.
+"""
+import numpy as np
+
+from tinycdaae.align import DatasetError
+from tinycdaae.pairs import split
+
+DATASETS = ("synthetic", "rafd", "disfa", "folder")
+
+
+def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, progress=True, seed=0,
+                 **options):
+    """name -> FaceSet. Real datasets are aligned once and cached under cache_dir (default
+    ~/.cache/tinycdaae); `folds` > 0 checks there are enough people for that many folds;
+    workers: processes for the alignment (None: all cores). `options` go to the synthetic set."""
+    if name == "synthetic":
+        import importlib.util
+        if importlib.util.find_spec("tinycdaae.synthetic") is None:
+            raise DatasetError("the synthetic face renderer (tinycdaae/synthetic.py) is not in this copy")
+        from tinycdaae.synthetic import au_faceset, emotion_faceset
+        kind = options.pop("kind", "emotion")
+        return (emotion_faceset if kind == "emotion" else au_faceset)(**options)
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if options:
+        raise DatasetError(f"unknown option(s) for {name}: {', '.join(sorted(options))}")
+    if data_dir is None:
+        raise DatasetError(f"--dataset {name} needs --data-dir PATH (where your copy of it lives)")
+    common = dict(cache_dir=cache_dir, folds=folds, workers=workers, progress=progress)
+    if name == "rafd":
+        from tinycdaae.rafd import load_rafd
+        return load_rafd(data_dir, **common)
+    if name == "disfa":
+        from tinycdaae.disfa import load_disfa
+        return load_disfa(data_dir, seed=seed, **common)
+    from tinycdaae.folder import load_folder
+    return load_folder(data_dir, seed=seed, **common)
+
+
+def split_for_training(faceset, fold=0, k=4, seed=0):
+    """(train, test) FaceSets for fold `fold` of k, no person in both; DISFA's pairs re-sampled."""
+    try:
+        train, test = split(faceset, fold, k, seed)
+    except ValueError as err:  # too few subjects, or a fold number out of range
+        raise DatasetError(str(err)) from None
+    if faceset.meta.get("pairing") == "disfa_sampled":
+        from tinycdaae.disfa import disfa_sample_pairs
+        rng = np.random.default_rng([seed, fold])
+        train, test = disfa_sample_pairs(train, rng), disfa_sample_pairs(test, rng)
+    return train, test

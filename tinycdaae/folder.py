@@ -1,0 +1,158 @@
+"""Your own labelled photos: a folder of images and a CSV naming each image's person and label.
+
+    my_faces/
+        labels.csv               one row per image; paths are relative to the CSV's folder
+        anna_neutral.jpg
+        anna_happy.jpg
+        ...
+
+labels.csv has a header and columns (names are case-insensitive, order free):
+
+    path,subject,emotion         emotion is one of RaFD's 8 names (labels.EMOTIONS): a one-hot label
+    path,subject,class           your own class names (sorted alphabetically into the label order)
+    path,subject,AU1,AU12,...    action-unit intensities in [0, 1], any subset of labels.AUS
+
+An optional `group` column (e.g. gaze) keeps pairs inside one (subject, group), as RaFD does.
+Pairs: with emotions or classes, every image with every image of the same subject and group
+(RaFD's rule); with AUs, every image as target with a random image of the same subject (DISFA's).
+"""
+import csv
+import os
+import re
+
+import numpy as np
+
+from tinycdaae.align import DatasetError
+from tinycdaae.labels import AUS, EMOTIONS, one_hot
+from tinycdaae.prepare import check_folds, faceset_from, prepare, report, say
+
+FOLDER_HELP = """\
+The 'folder' dataset is your own photos plus a CSV file that labels them. Expected layout:
+    DATA_DIR/labels.csv        header: path,subject,emotion   (or class, or AU columns AU1,AU12,...)
+    DATA_DIR/<your images>     paths in the CSV are relative to the CSV's folder
+emotion values: one of {emotions}; AU columns: any of {aus} with intensities in [0, 1].
+Train with: python run.py --dataset folder --data-dir DATA_DIR""".format(
+    emotions=", ".join(EMOTIONS), aus=", ".join(AUS))
+
+PATH_COLUMNS, SUBJECT_COLUMNS = ("path", "file", "filename", "image"), ("subject", "person", "id")
+SHOW = 8  # how many offending rows an error message lists before "..."
+
+
+def _listing(rows):
+    shown = "; ".join(rows[:SHOW])
+    return shown + (f"; ... and {len(rows) - SHOW} more" if len(rows) > SHOW else "")
+
+
+def find_csv(data_dir, csv_path=None):
+    """The CSV to use: csv_path, else DATA_DIR/labels.csv, else the only .csv in DATA_DIR."""
+    if csv_path:
+        if not os.path.isfile(csv_path):
+            raise DatasetError(f"CSV file {csv_path} does not exist.\n{FOLDER_HELP}")
+        return csv_path
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"data directory {data_dir} does not exist.\n{FOLDER_HELP}")
+    if os.path.isfile(os.path.join(data_dir, "labels.csv")):
+        return os.path.join(data_dir, "labels.csv")
+    found = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(".csv"))
+    if len(found) == 1:
+        return os.path.join(data_dir, found[0])
+    raise DatasetError(f"{data_dir} has {len(found)} CSV files ({', '.join(found) or 'none'}); "
+                       f"name the one to use labels.csv.\n{FOLDER_HELP}")
+
+
+def read_label_csv(csv_path):
+    """CSV -> (paths, subject names, labels (N, L) float32, label_names, kind, groups or None).
+
+    Every problem in the file is collected and raised as one DatasetError with counts.
+    """
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:    # utf-8-sig: Excel's BOM
+        rows = list(csv.reader(f))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise DatasetError(f"{csv_path} has no data rows.\n{FOLDER_HELP}")
+    header = [h.strip().lower() for h in rows[0]]
+    body = [[cell.strip() for cell in r] + [""] * (len(header) - len(r)) for r in rows[1:]]
+
+    def column(names):
+        hits = [header.index(n) for n in names if n in header]
+        return hits[0] if hits else None
+
+    path_col, subject_col = column(PATH_COLUMNS), column(SUBJECT_COLUMNS)
+    group_col = column(("group", "gaze"))
+    au_cols = [i for i, h in enumerate(header) if re.fullmatch(r"au\d+", h)]
+    label_cols = [c for c in (column(("emotion",)), column(("class", "label"))) if c is not None]
+    if path_col is None or subject_col is None:
+        raise DatasetError(f"{csv_path}: the header {rows[0]} needs a 'path' and a 'subject' column."
+                           f"\n{FOLDER_HELP}")
+    if len(label_cols) + bool(au_cols) != 1:
+        raise DatasetError(f"{csv_path}: the header {rows[0]} must have exactly one kind of label: an "
+                           f"'emotion' column, a 'class' column, or AU columns.\n{FOLDER_HELP}")
+    unknown_aus = [rows[0][i].strip() for i in au_cols if header[i] not in [a.lower() for a in AUS]]
+    if unknown_aus:
+        raise DatasetError(f"{csv_path}: {len(unknown_aus)} unknown AU column(s): {', '.join(unknown_aus)}; "
+                           f"the AUs this project knows are {', '.join(AUS)}")
+
+    blank = [f"row {n}" for n, r in enumerate(body, 2) if not r[path_col] or not r[subject_col]]
+    if blank:
+        raise DatasetError(f"{csv_path}: {len(blank)} row(s) without a path or subject: {_listing(blank)}")
+    paths = [os.path.join(os.path.dirname(os.path.abspath(csv_path)), r[path_col]) for r in body]
+    subjects = [r[subject_col] for r in body]
+    groups = [r[group_col] for r in body] if group_col is not None else None
+
+    if au_cols:
+        names = tuple(a for a in AUS if a.lower() in [header[i] for i in au_cols])  # AUS order
+        order = [header.index(a.lower()) for a in names]
+        labels, bad = np.zeros((len(body), len(names)), np.float32), []
+        for n, r in enumerate(body):
+            for j, c in enumerate(order):
+                try:
+                    labels[n, j] = float(r[c] or 0)
+                except ValueError:
+                    labels[n, j] = np.nan
+                if not 0.0 <= labels[n, j] <= 1.0:
+                    bad.append(f"row {n + 2} {names[j]}={r[c]!r}")
+        if bad:
+            raise DatasetError(f"{csv_path}: {len(bad)} AU value(s) are not numbers in [0, 1] (divide "
+                               f"0-5 intensities by 5): {_listing(bad)}")
+        return paths, subjects, labels, names, "au", groups
+
+    col = label_cols[0]
+    if header[col] == "emotion":
+        names, lookup = EMOTIONS, {e: i for i, e in enumerate(EMOTIONS)}
+        unknown = [f"row {n} {r[col]!r}" for n, r in enumerate(body, 2) if r[col].lower() not in lookup]
+        if unknown:
+            raise DatasetError(f"{csv_path}: {len(unknown)} row(s) name an unknown emotion: "
+                               f"{_listing(unknown)}. Known emotions: {', '.join(EMOTIONS)} (or call "
+                               f"the column 'class' to use your own class names)")
+    else:
+        names = tuple(sorted({r[col] for r in body}))
+        lookup = {c: i for i, c in enumerate(names)}
+        empty = [f"row {n}" for n, r in enumerate(body, 2) if not r[col]]
+        if empty:
+            raise DatasetError(f"{csv_path}: {len(empty)} row(s) without a class: {_listing(empty)}")
+    labels = np.stack([one_hot(lookup[r[col].lower() if names is EMOTIONS else r[col]], len(names))
+                       for r in body])
+    return paths, subjects, labels, names, "emotion", groups
+
+
+def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, progress=True, seed=0):
+    """Your own folder + CSV -> FaceSet (images aligned and cached like RaFD's)."""
+    csv_path = find_csv(data_dir, csv_path)
+    paths, subject_names, labels, names, kind, groups = read_label_csv(csv_path)
+    prepared = prepare("folder", [(p, None) for p in paths], cache_dir, workers, progress)
+    report(prepared, "folder")
+    keep = np.flatnonzero(prepared.ok)
+    if not len(keep):
+        raise DatasetError(f"{csv_path}: none of its {len(paths)} images gave an aligned face "
+                           f"(see {prepared.manifest_path})")
+    people = sorted(set(subject_names))
+    subject_ids = np.array([people.index(subject_names[i]) for i in keep])
+    group_ids = None
+    if groups is not None:
+        group_names = sorted(set(groups))
+        group_ids = np.array([group_names.index(groups[i]) for i in keep])
+    check_folds(subject_ids, folds, "folder")
+    say(f"folder: {len(keep)} images of {len(np.unique(subject_ids))} people, {kind} labels {', '.join(names)}")
+    return faceset_from(prepared, keep, subject_ids, labels[keep], names, kind, group_ids,
+                        "within_groups" if kind == "emotion" else "random_partner", seed,
+                        meta={"dataset": "folder", "csv": csv_path, "subject_names": people})
