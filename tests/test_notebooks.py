@@ -24,6 +24,11 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch):
     pytest.importorskip("matplotlib")
     monkeypatch.setenv("TINYCDAAE_FAST", "1")          # the kernel inherits this environment
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The chapters' models are tiny: one BLAS thread is as fast, and on a shared or busy runner a
+    # multi-threaded BLAS competing for the cores was measured 10x slower (45 vs 480 ms per step).
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": os.path.dirname(path)}})
