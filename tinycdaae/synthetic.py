@@ -32,6 +32,7 @@ from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 SIZE = 32                               # output images are (3, SIZE, SIZE)
 VIEW = 0.8                              # the image shows face units [-VIEW, VIEW]^2 (a tight crop)
+CREASE = 0.5                            # wrinkle and fold lines: skin colour times this (dark, visible)
 GAZES = ("frontal", "left", "right")    # gaze codes 0, 1, 2 (irises toward the image's left/right)
 _AU = {name: i for i, name in enumerate(AUS)}   # "AU12" -> its column in an AU vector
 
@@ -97,7 +98,7 @@ def expression_from_label(labels):
 # so person 17 is the same whether you ask for 20 or 2000 people.
 # ---------------------------------------------------------------------------------------------
 _SKIN_TONES = np.array([[0.98, 0.85, 0.75], [0.94, 0.76, 0.63], [0.83, 0.62, 0.46],
-                        [0.66, 0.46, 0.32], [0.48, 0.32, 0.21], [0.32, 0.21, 0.15]], np.float32)
+                        [0.66, 0.46, 0.32], [0.50, 0.33, 0.22], [0.38, 0.25, 0.17]], np.float32)
 _HAIR_COLOURS = np.array([[0.07, 0.06, 0.06], [0.22, 0.13, 0.08], [0.42, 0.27, 0.15],
                           [0.60, 0.25, 0.10], [0.88, 0.74, 0.45], [0.72, 0.72, 0.72],
                           [0.95, 0.93, 0.86], [0.20, 0.35, 0.80], [0.85, 0.35, 0.62]], np.float32)
@@ -122,7 +123,7 @@ def _one_identity(rng):
     return dict(
         skin=skin, hair=np.clip(hair, 0, 1), bg_top=bg_top, bg_bottom=bg_top * u(0.6, 0.95),
         shirt=u(0.05, 0.95, 3), iris=_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))],
-        lip=np.clip(skin * np.array([0.92, 0.55, 0.55]) * u(0.85, 1.05), 0, 1),
+        lip=np.clip(skin * np.array([0.88, 0.48, 0.50]) * u(0.8, 1.0), 0, 1),
         frame=[(0.08, 0.08, 0.08), (0.55, 0.35, 0.15), (0.75, 0.2, 0.2), (0.2, 0.3, 0.7),
                (0.8, 0.8, 0.8)][rng.integers(5)],
         head_w=u(0.42, 0.52), head_h=u(0.56, 0.66), head_cy=u(-0.07, 0.0), jaw=u(0.0, 0.35),
@@ -289,7 +290,7 @@ def _draw(grid, p, aus, gaze, smirk):
     # Long hair / bob behind the head: hair ellipse plus a curtain down to the chin (bob) or
     # the bottom of the image (long).
     hair_bottom = np.where(style == 3, 1.05, hcy + hh * 0.75).astype(np.float32)
-    win = grid.window(hcy - hh - vol, hair_bottom, -hw - vol, hw + vol)
+    win = grid.window(hcy - hh - vol, np.maximum(hair_bottom, hcy + hh + vol), -hw - vol, hw + vol)
     x, y = X[..., win[1]], Y[:, win[0]]
     sd_cap = _ellipse_sd(x, y, 0, _col(hcy), _col(hw + vol), _col(hh + vol))
     sd_curtain = np.maximum(np.abs(x) - _col(hw + vol), np.maximum(y - _col(hair_bottom), _col(hcy) - y))
@@ -341,7 +342,7 @@ def _draw(grid, p, aus, gaze, smirk):
     for offset in (0.12, 0.18):
         sd = np.maximum(np.abs(y - _col(brow_y - offset) - 0.25 * np.square(x)) - 0.017,
                         np.abs(x) - 0.3)
-        _paint(canvas, win, _cov(sd, aa) * strength, skin * 0.62)
+        _paint(canvas, win, _cov(sd, aa) * strength, skin * CREASE)
 
     # Hair on top: inside a slightly larger ellipse and above a hairline that drops at the temples.
     win = grid.window(hcy - hh - vol, hcy + 0.2, -hw - vol, hw + vol)
@@ -380,7 +381,7 @@ def _draw(grid, p, aus, gaze, smirk):
     # with AU12 and AU20 (stretch) and shrinks when the jaw drops into an "O" (AU26).
     au12 = np.stack([a["AU12"], np.clip(a["AU12"] + _col(smirk), 0, 1)])  # (2, m, 1, 1)
     my = _col(mouth_y) - 0.035 * a["AU17"] - 0.02 * a["AU9"]             # centre of the mouth
-    corner_y = my - 0.13 * au12 + 0.12 * a["AU15"] + 0.03 * a["AU20"]    # (2, m, 1, 1)
+    corner_y = my - 0.15 * au12 + 0.12 * a["AU15"] + 0.04 * a["AU20"]    # (2, m, 1, 1)
     half_w = _col(p["mouth_w"]) * (1 + 0.25 * au12 + 0.5 * a["AU20"]
                                    - 0.25 * a["AU26"] * (1 - a["AU20"]))  # (2, m, 1, 1)
     gap = 0.06 * a["AU25"] + 0.15 * a["AU26"]                            # lips apart (m, 1, 1)
@@ -396,11 +397,11 @@ def _draw(grid, p, aus, gaze, smirk):
         sd = _capsule_sd(x, y, sign * _col(p["nose_w"] + 0.05), _col(nose_tip - 0.04),
                          sign * (half_w[side] + 0.035), corner_y[side] + 0.01, 0.02)
         _paint(canvas, win, _cov(sd, aa) * np.clip(0.9 * au12[side] + 0.5 * a["AU9"], 0, 0.9),
-               skin * 0.6)
+               skin * CREASE)
 
     # Chin (AU17 chin raiser: a bulge and a crease under the lower lip; AU15: lines down from
     # the corners), kept inside the head outline.
-    win, chin_head = grid.crop(head_alpha, head_win, mouth_y - 0.1, mouth_y + 0.45,
+    win, chin_head = grid.crop(head_alpha, head_win, mouth_y - 0.25, mouth_y + 0.45,
                                -max_w - 0.05 * ones, max_w + 0.05 * ones)
     x, y = X[..., win[1]], Y[:, win[0]]
     lip_bottom = my + gap + lip_low                                       # (m, 1, 1)
@@ -408,11 +409,11 @@ def _draw(grid, p, aus, gaze, smirk):
     _paint(canvas, win, _cov(sd, aa) * chin_head * 0.7 * a["AU17"], skin * 0.78)
     sd = np.abs(y - lip_bottom - 0.035 + 0.5 * np.square(x)) - 0.014
     sd = np.maximum(sd, np.abs(x) - 0.09)
-    _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU17"], skin * 0.6)
+    _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU17"], skin * CREASE)
     for side, sign in ((0, -1), (1, 1)):
         sd = _capsule_sd(x, y, sign * half_w[side], corner_y[side] + 0.02,
                          sign * (half_w[side] + 0.02), corner_y[side] + 0.13, 0.017)
-        _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU15"], skin * 0.6)
+        _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU15"], skin * CREASE)
 
     # Nose: a shaded tip, a side shadow and two nostrils that lift and flare with AU9, plus
     # AU9's wrinkles across the bridge.
@@ -431,7 +432,7 @@ def _draw(grid, p, aus, gaze, smirk):
     for k in range(3):
         sd = np.maximum(np.abs(y - _col(ey + 0.03 + 0.04 * k) + 0.6 * np.square(x)) - 0.012,
                         np.abs(x) - 0.075)
-        _paint(canvas, win, _cov(sd, aa) * 0.9 * a["AU9"], skin * 0.5)
+        _paint(canvas, win, _cov(sd, aa) * 0.9 * a["AU9"], skin * CREASE)
 
     # Eyes: almond between an upper and a lower lid curve. AU5 raises the upper lid (white shows
     # above the iris); AU4, AU9 and AU6 narrow the eye; AU6 pushes the lower lid up.
@@ -461,11 +462,11 @@ def _draw(grid, p, aus, gaze, smirk):
         ox = _col(ex + sign * (p["eye_w"] + 0.03))
         for dy in (-0.03, 0.03):
             sd = _capsule_sd(x, y, ox, _col(ey), ox + sign * 0.05, _col(ey) + 1.5 * dy, 0.012)
-            _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU6"], skin * 0.6)
+            _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU6"], skin * CREASE)
 
     # Brows: thick bands from an inner to an outer end. AU1 raises the inner end, AU2 the outer
     # end, AU4 pulls both down and the inner ends together (plus vertical frown lines).
-    brow_colour = hair * 0.45 + 0.05                 # darker than the hair, even for blondes
+    brow_colour = np.minimum(hair * 0.5 + 0.04, skin * 0.5)   # always darker than the skin
     thick = _col(p["brow_thick"]) * (1 + 0.2 * a["AU4"])
     for sign in (-1, 1):
         inner_x = _col(sign * (p["eye_dx"] - 0.6 * p["eye_w"])) - sign * 0.04 * a["AU4"]
@@ -487,7 +488,7 @@ def _draw(grid, p, aus, gaze, smirk):
     x, y = X[..., win[1]], Y[:, win[0]]
     for sign in (-1, 1):
         sd = _capsule_sd(x, y, sign * 0.035, _col(brow_y + 0.02), sign * 0.03, _col(brow_y + 0.1), 0.014)
-        _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU4"], skin * 0.55)
+        _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU4"], skin * CREASE)
 
     # Lips. s runs from -1 (left corner) to +1 (right corner); the mouth line bends from the
     # centre `my` to each corner height as s^2. AU25/AU26 open a gap (dark inside, upper teeth).
@@ -504,30 +505,37 @@ def _draw(grid, p, aus, gaze, smirk):
     lips = in_x * _cov(inner_top - lip_up * (0.35 + 0.65 * g) - y, aa) \
         * _cov(y - inner_bottom - lip_low * (0.35 + 0.65 * g), aa)
     _paint(canvas, win, lips, p["lip"])
-    inside = in_x * _cov(inner_top - 0.011 - y, aa) * _cov(y - inner_bottom - 0.011, aa)
+    inside = in_x * _cov(inner_top - 0.016 - y, aa) * _cov(y - inner_bottom - 0.016, aa)
     _paint(canvas, win, inside, (0.22, 0.04, 0.06))
     teeth_h = np.minimum(0.05, 0.6 * gap)
     teeth = inside * _cov(np.abs(s) - 0.8, aa / hw_side) * _cov(y - inner_top - teeth_h * g, aa) \
         * (gap > 0.015)
     _paint(canvas, win, teeth, (0.95, 0.94, 0.88))
     # Contempt's dimple (AU14-like) at the smirking right corner.
-    sd = _capsule_sd(x, y, half_w[1] + 0.03, corner_y[1] - 0.03, half_w[1] + 0.03, corner_y[1] + 0.03, 0.015)
-    _paint(canvas, win, _cov(sd, aa) * 0.8 * _col(smirk), skin * 0.55)
+    sd = _capsule_sd(x, y, half_w[1] + 0.03, corner_y[1] - 0.04, half_w[1] + 0.03, corner_y[1] + 0.03, 0.02)
+    _paint(canvas, win, _cov(sd, aa) * 0.9 * _col(smirk), skin * CREASE)
+    # AU20's stretch folds: short lines running outward and down from both corners.
+    for side, sign in ((0, -1), (1, 1)):
+        sd = _capsule_sd(x, y, sign * (half_w[side] + 0.02), corner_y[side],
+                         sign * (half_w[side] + 0.07), corner_y[side] + 0.05, 0.016)
+        _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU20"], skin * CREASE)
 
-    # Glasses: a ring round each eye and a bridge, on top of everything expressive.
+    # Glasses: an oval frame round each eye (wide and low, so the brows stay visible above it)
+    # and a bridge, on top of everything expressive.
     if (p["glasses"] > 0).any():
         on = _col(p["glasses"])
-        R = 1.4 * p["eye_w"]
-        win = grid.window(ey - R - 0.03, ey + R + 0.03, -p["eye_dx"] - R - 0.03, p["eye_dx"] + R + 0.03)
+        lens_a, lens_b = 1.45 * p["eye_w"], p["eye_h"] + 0.055           # oval semi-axes (m,)
+        win = grid.window(ey - lens_b - 0.03, ey + lens_b + 0.03,
+                          -p["eye_dx"] - lens_a - 0.03, p["eye_dx"] + lens_a + 0.03)
         x, y = X[..., win[1]], Y[:, win[0]]
-        ring = np.zeros(1, np.float32)
+        frame = np.zeros(1, np.float32)
         for sign in (-1, 1):
-            r = np.sqrt(np.square(x - _col(sign * p["eye_dx"])) + np.square(y - _col(ey)))
-            _paint(canvas, win, _cov(r - _col(R), aa) * 0.15 * on, (0.75, 0.85, 0.95))
-            ring = np.maximum(ring, _cov(np.abs(r - _col(R)) - 0.022, aa))
+            sd = _ellipse_sd(x, y, _col(sign * p["eye_dx"]), _col(ey + 0.01), _col(lens_a), _col(lens_b))
+            _paint(canvas, win, _cov(sd, aa) * 0.15 * on, (0.75, 0.85, 0.95))   # tinted lens
+            frame = np.maximum(frame, _cov(np.abs(sd) - 0.022, aa))
         bridge = _cov(np.maximum(np.abs(y - _col(ey - 0.02)) - 0.018,
-                                 np.abs(x) - _col(p["eye_dx"] - R)), aa)
-        _paint(canvas, win, np.maximum(ring, bridge) * on, p["frame"])
+                                 np.abs(x) - _col(p["eye_dx"] - lens_a * 0.9)), aa)
+        _paint(canvas, win, np.maximum(frame, bridge) * on, p["frame"])
     return canvas
 
 
