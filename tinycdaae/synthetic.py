@@ -381,7 +381,7 @@ def _draw(grid, p, aus, gaze, smirk):
     # with AU12 and AU20 (stretch) and shrinks when the jaw drops into an "O" (AU26).
     au12 = np.stack([a["AU12"], np.clip(a["AU12"] + _col(smirk), 0, 1)])  # (2, m, 1, 1)
     my = _col(mouth_y) - 0.035 * a["AU17"] - 0.02 * a["AU9"]             # centre of the mouth
-    corner_y = my - 0.15 * au12 + 0.12 * a["AU15"] + 0.04 * a["AU20"]    # (2, m, 1, 1)
+    corner_y = my - 0.15 * au12 + 0.14 * a["AU15"] + 0.04 * a["AU20"]    # (2, m, 1, 1)
     half_w = _col(p["mouth_w"]) * (1 + 0.25 * au12 + 0.5 * a["AU20"]
                                    - 0.25 * a["AU26"] * (1 - a["AU20"]))  # (2, m, 1, 1)
     gap = 0.06 * a["AU25"] + 0.15 * a["AU26"]                            # lips apart (m, 1, 1)
@@ -698,12 +698,12 @@ def _tile(grid_images, scale, gap=2):
     return sheet
 
 
-def contact_sheet(n_identities=8, n_steps=6, scale=3, seed=0):
+def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     """The picture in the README: (H, W, 3) uint8.
 
-    Top: identities (rows) x the 8 emotions (columns, labels.EMOTIONS order), frontal gaze, with
+    Left: identities (rows) x the 8 emotions (columns, labels.EMOTIONS order), frontal gaze, with
     a 9th and 10th column showing the same person looking left and right while neutral.
-    Bottom: an AU sweep on identity 0: rows = the 12 AUs in labels.AUS order, columns =
+    Right: an AU sweep on one of those people: rows = the 12 AUs in labels.AUS order, columns =
     intensity 0 .. 1 in `n_steps` steps.
     """
     people = sample_identities(n_identities, seed)
@@ -719,12 +719,17 @@ def contact_sheet(n_identities=8, n_steps=6, scale=3, seed=0):
     sweep = np.zeros((len(AUS), n_steps, len(AUS)), np.float32)           # (AU row, step, AUs)
     for i in range(len(AUS)):
         sweep[i, :, i] = steps
-    person = take(sample_identities(1, seed), np.zeros(len(AUS) * n_steps, np.int64))
+    # The sweep uses the first of these people without glasses and with lighter skin, where the
+    # small changes are easiest to see.
+    lightness = people["skin"].mean(axis=1)
+    clear = np.flatnonzero((people["glasses"] == 0) & (lightness > 0.55))
+    chosen = clear[0] if len(clear) else 0
+    person = take(people, np.full(len(AUS) * n_steps, chosen))
     faces = render_faces(person, sweep.reshape(-1, len(AUS)))
     bottom = _tile(faces.reshape(len(AUS), n_steps, 3, SIZE, SIZE), scale)
-    width = max(top.shape[1], bottom.shape[1])
-    pad = lambda im: np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=255)
-    return np.concatenate([pad(top), np.full((12, width, 3), 255, np.uint8), pad(bottom)])
+    height = max(top.shape[0], bottom.shape[0])
+    pad = lambda im: np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), constant_values=255)
+    return np.concatenate([pad(top), np.full((height, 4 * scale, 3), 255, np.uint8), pad(bottom)], 1)
 
 
 def _bench(n_faces, seed=0):
@@ -747,7 +752,7 @@ def main(argv=None):
         description="Write a contact sheet of the built-in synthetic faces (identities x the 8 "
                     "emotions, then a sweep of each of the 12 AUs from 0 to 1), or time the renderer.")
     parser.add_argument("--out", default="docs/synthetic_faces.png", help="PNG file to write")
-    parser.add_argument("--identities", type=int, default=8, help="rows of people in the top part")
+    parser.add_argument("--identities", type=int, default=12, help="rows of people in the left part")
     parser.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement")
     parser.add_argument("--seed", type=int, default=0, help="identity seed")
     parser.add_argument("--bench", type=int, metavar="N", default=0,
