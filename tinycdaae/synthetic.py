@@ -239,21 +239,24 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
                  use_windows=True):
     """Draw N faces -> (N, 3, 32, 32) float32 in [-1, 1].
 
-    identity: dict from identity_params/sample_identities with N rows (use `take` to repeat a
-    person); au_intensities (N, 12) in [0, 1] in labels.AUS order; gaze (N,) int 0 frontal,
+    identity: dict from identity_params/sample_identities with N rows (`take` picks rows) or
+    with 1 row (that person for every expression); au_intensities (N, 12) in [0, 1] in labels.AUS order; gaze (N,) int 0 frontal,
     1 left, 2 right (default frontal); smirk (N,) in [0, 1] one-sided lip-corner pull (contempt).
     Deterministic: the same inputs give bit-identical images.
     """
     aus = np.asarray(au_intensities, np.float32)
-    n = len(identity["skin"])
-    if aus.ndim != 2 or aus.shape != (n, len(AUS)):
-        raise ValueError(f"au_intensities must be (N, {len(AUS)}) = ({n}, {len(AUS)}) to match "
-                         f"the {n} identity rows, got {aus.shape}")
+    n = len(aus)
+    if len(identity["skin"]) == 1 and n > 1:                 # one person, many expressions
+        identity = take(identity, np.zeros(n, np.int64))
+    if aus.ndim != 2 or aus.shape != (len(identity["skin"]), len(AUS)):
+        raise ValueError(f"au_intensities must be (N, {len(AUS)}) with N = the "
+                         f"{len(identity['skin'])} identity rows (or one identity row), got {aus.shape}")
     if ((aus < 0) | (aus > 1)).any() or not np.isfinite(aus).all():
         raise ValueError("AU intensities must lie in [0, 1] (DISFA's 0-5 divided by 5)")
     gaze = np.zeros(n, np.int64) if gaze is None else np.broadcast_to(np.asarray(gaze), (n,))
     if not np.isin(gaze, (0, 1, 2)).all():
         raise ValueError(f"gaze codes must be 0 {GAZES[0]}, 1 {GAZES[1]} or 2 {GAZES[2]}")
+    gaze = gaze.astype(np.int64)
     smirk = np.zeros(n, np.float32) if smirk is None else np.clip(
         np.broadcast_to(np.asarray(smirk, np.float32), (n,)), 0, 1)
     grid = _Grid(int(supersample), use_windows)
@@ -272,7 +275,6 @@ def _draw(grid, p, aus, gaze, smirk):
     """Paint a chunk of faces on a supersampled canvas (m, 3, H, W) with values in [0, 1]."""
     m, aa = len(aus), grid.step
     a = {name: _col(aus[:, i]) for i, name in enumerate(AUS)}          # each (m, 1, 1)
-    P = {key: (_col(v) if v.ndim == 1 else v) for key, v in p.items()}  # scalars -> (m, 1, 1)
     ones = np.ones(m, np.float32)
     X, Y = grid.x, grid.y
 
@@ -320,7 +322,7 @@ def _draw(grid, p, aus, gaze, smirk):
     # outline reaches hh + drop instead of hh, and nothing above the hinge moves.
     chin_drop = 0.12 * aus[:, _AU["AU26"]]
     head_low = hh + chin_drop                                             # chin below centre (m,)
-    hinge = p["eye_y"] + p["nose_len"] + p["mouth_gap"]           # mouth line - hcy (m,)
+    hinge = p["eye_y"] + p["nose_len"] + p["mouth_gap"]                   # mouth line - hcy (m,)
     win = grid.window(hcy - hh, hcy + head_low, -hw, hw)
     x, y = X[..., win[1]], Y[:, win[0]]
     dy = y - _col(hcy)
@@ -391,9 +393,9 @@ def _draw(grid, p, aus, gaze, smirk):
 
     # Nasolabial folds (AU12 mostly, AU9 a little): lines from the nose wings to the corners.
     nose_tip = ey + p["nose_len"]
+    win = grid.window(nose_tip - 0.08, mouth_y + 0.1, -max_w - 0.1 * ones, max_w + 0.1 * ones)
+    x, y = X[..., win[1]], Y[:, win[0]]
     for side, sign in ((0, -1), (1, 1)):
-        win = grid.window(nose_tip - 0.08, mouth_y + 0.1, -max_w - 0.1, max_w + 0.1)
-        x, y = X[..., win[1]], Y[:, win[0]]
         sd = _capsule_sd(x, y, sign * _col(p["nose_w"] + 0.05), _col(nose_tip - 0.04),
                          sign * (half_w[side] + 0.035), corner_y[side] + 0.01, 0.02)
         _paint(canvas, win, _cov(sd, aa) * np.clip(0.9 * au12[side] + 0.5 * a["AU9"], 0, 0.9),
@@ -473,9 +475,9 @@ def _draw(grid, p, aus, gaze, smirk):
         outer_x = _col(sign * (p["eye_dx"] + p["brow_len"] * p["eye_w"]))
         inner_y = _col(brow_y + p["brow_tilt"]) - 0.11 * a["AU1"] + 0.08 * a["AU4"] + 0.03 * a["AU9"]
         outer_y = _col(brow_y - p["brow_tilt"]) - 0.11 * a["AU2"] + 0.05 * a["AU4"]
-        x0 = np.minimum(sign * (p["eye_dx"] - 0.6 * p["eye_w"]) - 0.05, sign * (p["eye_dx"] + p["brow_len"] * p["eye_w"]))
-        x1 = np.maximum(sign * (p["eye_dx"] - 0.6 * p["eye_w"]) + 0.05, sign * (p["eye_dx"] + p["brow_len"] * p["eye_w"]))
-        win = grid.window(brow_y - 0.25, brow_y + 0.15, x0 - 0.05, x1 + 0.05)
+        near = p["eye_dx"] - 0.6 * p["eye_w"] - 0.1                      # |x| range of this brow
+        far = p["eye_dx"] + p["brow_len"] * p["eye_w"] + 0.05
+        win = grid.window(brow_y - 0.25, brow_y + 0.15, *((near, far) if sign > 0 else (-far, -near)))
         x, y = X[..., win[1]], Y[:, win[0]]
         length = np.abs(outer_x - inner_x)
         t = (x - inner_x) / (outer_x - inner_x)                           # 0 inner .. 1 outer
