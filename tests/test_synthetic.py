@@ -55,10 +55,11 @@ def test_identities_look_different(people):
 def test_windows_change_nothing(random_aus):
     """The speed trick (drawing each part only inside its window) is exact. chunk=1 gives every
     face its own, tightest windows, so a window too small for any one person shows up."""
-    n = 60
+    n = 120
     rng = np.random.default_rng(1)
     people = syn.sample_identities(n, seed=4)
     aus = rng.uniform(0, 1, (n, 12)).astype(np.float32) * random_aus
+    aus[::2] = np.round(aus[::2])                     # extremes: every AU either off or at full
     gaze, smirk = rng.integers(0, 3, n), rng.uniform(0, 1, n) * random_aus
     fast = syn.render_faces(people, aus, gaze, smirk, chunk=1)
     full = syn.render_faces(people, aus, gaze, smirk, use_windows=False)

@@ -393,7 +393,8 @@ def _draw(grid, p, aus, gaze, smirk):
 
     # Nasolabial folds (AU12 mostly, AU9 a little): lines from the nose wings to the corners.
     nose_tip = ey + p["nose_len"]
-    win = grid.window(nose_tip - 0.08, mouth_y + 0.1, -max_w - 0.1 * ones, max_w + 0.1 * ones)
+    lowest_corner = corner_y.max(axis=0).ravel()                        # (m,)
+    win = grid.window(nose_tip - 0.08, lowest_corner + 0.05, -max_w - 0.1 * ones, max_w + 0.1 * ones)
     x, y = X[..., win[1]], Y[:, win[0]]
     for side, sign in ((0, -1), (1, 1)):
         sd = _capsule_sd(x, y, sign * _col(p["nose_w"] + 0.05), _col(nose_tip - 0.04),
