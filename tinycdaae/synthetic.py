@@ -197,8 +197,10 @@ class _Grid:
         if not self.use_windows:
             return outer, alpha
         rows, cols = self.window(y0, y1, x0, x1)
-        rows = slice(max(rows.start, outer[0].start), max(min(rows.stop, outer[0].stop), outer[0].start))
-        cols = slice(max(cols.start, outer[1].start), max(min(cols.stop, outer[1].stop), outer[1].start))
+        def inside(inner, outer):                        # the part of slice `inner` inside `outer`
+            start = max(inner.start, outer.start)
+            return slice(start, max(min(inner.stop, outer.stop), start))
+        rows, cols = inside(rows, outer[0]), inside(cols, outer[1])
         r0, c0 = outer[0].start, outer[1].start
         return (rows, cols), alpha[:, rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0]
 
@@ -240,8 +242,8 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
     """Draw N faces -> (N, 3, 32, 32) float32 in [-1, 1].
 
     identity: dict from identity_params/sample_identities with N rows (`take` picks rows) or
-    with 1 row (that person for every expression); au_intensities (N, 12) in [0, 1] in labels.AUS order; gaze (N,) int 0 frontal,
-    1 left, 2 right (default frontal); smirk (N,) in [0, 1] one-sided lip-corner pull (contempt).
+    with 1 row (that person for every expression); au_intensities (N, 12) in [0, 1] in
+    labels.AUS order; gaze (N,) int 0 frontal, 1 left, 2 right (default frontal); smirk (N,) in [0, 1] one-sided lip-corner pull (contempt).
     Deterministic: the same inputs give bit-identical images.
     """
     aus = np.asarray(au_intensities, np.float32)
@@ -250,7 +252,8 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
         identity = take(identity, np.zeros(n, np.int64))
     if aus.ndim != 2 or aus.shape != (len(identity["skin"]), len(AUS)):
         raise ValueError(f"au_intensities must be (N, {len(AUS)}) with N = the "
-                         f"{len(identity['skin'])} identity rows (or one identity row), got {aus.shape}")
+                         f"{len(identity['skin'])} identity rows (or one identity row), "
+                         f"got {aus.shape}")
     if ((aus < 0) | (aus > 1)).any() or not np.isfinite(aus).all():
         raise ValueError("AU intensities must lie in [0, 1] (DISFA's 0-5 divided by 5)")
     gaze = np.zeros(n, np.int64) if gaze is None else np.broadcast_to(np.asarray(gaze), (n,))
@@ -295,7 +298,8 @@ def _draw(grid, p, aus, gaze, smirk):
     win = grid.window(hcy - hh - vol, np.maximum(hair_bottom, hcy + hh + vol), -hw - vol, hw + vol)
     x, y = X[..., win[1]], Y[:, win[0]]
     sd_cap = _ellipse_sd(x, y, 0, _col(hcy), _col(hw + vol), _col(hh + vol))
-    sd_curtain = np.maximum(np.abs(x) - _col(hw + vol), np.maximum(y - _col(hair_bottom), _col(hcy) - y))
+    sd_curtain = np.maximum(np.abs(x) - _col(hw + vol),                # a box from the head's
+                            np.maximum(y - _col(hair_bottom), _col(hcy) - y))   # middle down
     _paint(canvas, win, _cov(np.minimum(sd_cap, sd_curtain), aa) * _col(style >= 2), hair)
 
     # Neck, then the shoulders (shirt) over its lower end like a collar.
@@ -426,7 +430,8 @@ def _draw(grid, p, aus, gaze, smirk):
     lift = 0.04 * a["AU9"]
     sd = _ellipse_sd(x, y, 0, _col(nose_tip - 0.02) - lift, _col(nw), 0.05)
     _paint(canvas, win, _cov(sd, aa) * 0.55, skin * 0.86)
-    sd = _capsule_sd(x, y, -0.3 * _col(nw), _col(ey + 0.06), -0.75 * _col(nw), _col(nose_tip - 0.05), 0.018)
+    sd = _capsule_sd(x, y, -0.3 * _col(nw), _col(ey + 0.06),                # side shadow
+                     -0.75 * _col(nw), _col(nose_tip - 0.05), 0.018)
     _paint(canvas, win, _cov(sd, aa) * 0.45, skin * 0.75)
     for sign in (-1, 1):
         sd = _ellipse_sd(x, y, sign * 0.55 * _col(nw) * (1 + 0.3 * a["AU9"]), _col(nose_tip) - lift,
@@ -490,7 +495,8 @@ def _draw(grid, p, aus, gaze, smirk):
     win = grid.window(brow_y - 0.05, brow_y + 0.15, -0.1 * ones, 0.1 * ones)
     x, y = X[..., win[1]], Y[:, win[0]]
     for sign in (-1, 1):
-        sd = _capsule_sd(x, y, sign * 0.035, _col(brow_y + 0.02), sign * 0.03, _col(brow_y + 0.1), 0.014)
+        sd = _capsule_sd(x, y, sign * 0.035, _col(brow_y + 0.02),
+                         sign * 0.03, _col(brow_y + 0.1), 0.014)
         _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU4"], skin * CREASE)
 
     # Lips. s runs from -1 (left corner) to +1 (right corner); the mouth line bends from the
@@ -515,7 +521,8 @@ def _draw(grid, p, aus, gaze, smirk):
         * (gap > 0.015)
     _paint(canvas, win, teeth, (0.95, 0.94, 0.88))
     # Contempt's dimple (AU14-like) at the smirking right corner.
-    sd = _capsule_sd(x, y, half_w[1] + 0.03, corner_y[1] - 0.04, half_w[1] + 0.03, corner_y[1] + 0.03, 0.02)
+    sd = _capsule_sd(x, y, half_w[1] + 0.03, corner_y[1] - 0.04,
+                     half_w[1] + 0.03, corner_y[1] + 0.03, 0.02)
     _paint(canvas, win, _cov(sd, aa) * 0.9 * _col(smirk), skin * CREASE)
     # AU20's stretch folds: short lines running outward and down from both corners.
     for side, sign in ((0, -1), (1, 1)):
@@ -533,7 +540,8 @@ def _draw(grid, p, aus, gaze, smirk):
         x, y = X[..., win[1]], Y[:, win[0]]
         frame = np.zeros(1, np.float32)
         for sign in (-1, 1):
-            sd = _ellipse_sd(x, y, _col(sign * p["eye_dx"]), _col(ey + 0.01), _col(lens_a), _col(lens_b))
+            sd = _ellipse_sd(x, y, _col(sign * p["eye_dx"]), _col(ey + 0.01),
+                             _col(lens_a), _col(lens_b))
             _paint(canvas, win, _cov(sd, aa) * 0.15 * on, (0.75, 0.85, 0.95))   # tinted lens
             frame = np.maximum(frame, _cov(np.abs(sd) - 0.022, aa))
         bridge = _cov(np.maximum(np.abs(y - _col(ey - 0.02)) - 0.018,
@@ -558,10 +566,11 @@ def expression_regions(identity):
     brow_y = ey - p["brow_gap"]
     nose_tip = ey + p["nose_len"]
     brow_x = p["eye_dx"] + p["brow_len"] * p["eye_w"] + 0.1
+    eye_x = p["eye_dx"] + p["eye_w"] + 0.12
     mouth_x = np.maximum(p["head_w"], p["mouth_w"] * 1.75 + 0.2)
     boxes = {
         "brows": (brow_y - 0.26, brow_y + 0.18, -brow_x, brow_x),
-        "eyes": (ey - 0.22, ey + 0.16, -(p["eye_dx"] + p["eye_w"] + 0.12), p["eye_dx"] + p["eye_w"] + 0.12),
+        "eyes": (ey - 0.22, ey + 0.16, -eye_x, eye_x),
         "cheeks": (ey, ey + 0.35, -(p["eye_dx"] + 0.23), p["eye_dx"] + 0.23),
         "nose": (ey - 0.02, nose_tip + 0.08, -(p["nose_w"] + 0.12), p["nose_w"] + 0.12),
         "mouth": (nose_tip - 0.1, p["head_cy"] + p["head_h"] + 0.2, -mouth_x, mouth_x),
