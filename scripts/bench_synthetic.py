@@ -24,7 +24,7 @@ def main(n_faces=10_000):
     people = synthetic.sample_identities(n_faces, seed=0)
     sample_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    aus = synthetic._random_frame_aus(rng, n_faces)   # DISFA-like sparse AU intensities
+    aus = synthetic.random_au_frames(rng, n_faces)   # DISFA-like sparse AU intensities
     gaze = rng.integers(0, 3, n_faces)
     start = time.perf_counter()
     faces = synthetic.render_faces(people, aus, gaze)

@@ -74,7 +74,7 @@ def test_expression_moves_only_the_face_regions_and_keeps_identity_colours(peopl
     assert moving.mean() < 0.6                                         # a real constraint
     every_au = [syn.render_faces(people, rng.uniform(0, 1, (N_PEOPLE, 12)).astype(np.float32),
                                  None, rng.uniform(0, 1, N_PEOPLE)) for _ in range(2)]
-    disfa_like = [syn.render_faces(people, syn._random_frame_aus(rng, N_PEOPLE)) for _ in range(2)]
+    disfa_like = [syn.render_faces(people, syn.random_au_frames(rng, N_PEOPLE)) for _ in range(2)]
     emotions = list(_emotion_faces(people, N_PEOPLE)[:, 1:].transpose(1, 0, 2, 3, 4))
     skin = people["skin"] * 2 - 1                                      # (n, 3) in image units
     plain = lambda im: (np.abs(im - skin[:, :, None, None]) < 1e-4).all(axis=1)   # (n, 32, 32)

@@ -243,8 +243,13 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
 
     identity: dict from identity_params/sample_identities with N rows (`take` picks rows) or
     with 1 row (that person for every expression); au_intensities (N, 12) in [0, 1] in
-    labels.AUS order; gaze (N,) int 0 frontal, 1 left, 2 right (default frontal); smirk (N,) in [0, 1] one-sided lip-corner pull (contempt).
-    Deterministic: the same inputs give bit-identical images.
+    labels.AUS order; gaze (N,) int 0 frontal, 1 left, 2 right (irises toward the image's
+    left/right; default frontal); smirk (N,) in [0, 1], a lip-corner pull on the image's right
+    corner only (contempt's one-sided part, outside the 12 AUs; default 0).
+    supersample: draw at this many times 32 per side, then box-average (anti-aliasing);
+    chunk: faces drawn at once (memory); use_windows=False draws every part on the whole grid
+    (slow; the tests use it as the oracle for the windowed drawing).
+    Deterministic: the same inputs give bit-identical images, whatever the chunk.
     """
     aus = np.asarray(au_intensities, np.float32)
     n = len(aus)
@@ -642,7 +647,7 @@ def emotion_faceset(n_subjects=40, seed=0, gazes=(0, 1, 2)):
                    pairs_within_groups(subjects, gaze), gaze, meta)
 
 
-def _random_frame_aus(rng, n_frames):
+def random_au_frames(rng, n_frames):
     """DISFA-like sparse AU intensities (n_frames, 12) in [0, 1].
 
     Per frame: 15% all zero (DISFA is mostly neutral); 25% an emotion recipe at a random
@@ -676,7 +681,7 @@ def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
         raise ValueError(f"need n_subjects >= 1 and frames_per_subject >= 1, got "
                          f"{n_subjects} and {frames_per_subject}")
     subjects = np.repeat(np.arange(n_subjects), frames_per_subject)               # (N,)
-    aus = np.concatenate([_random_frame_aus(np.random.default_rng([seed, s, 1]), frames_per_subject)
+    aus = np.concatenate([random_au_frames(np.random.default_rng([seed, s, 1]), frames_per_subject)
                           for s in range(n_subjects)])                            # (N, 12)
     gaze = np.zeros(len(subjects), np.int64)
     images = render_faces(take(sample_identities(n_subjects, seed), subjects), aus, gaze)
@@ -748,7 +753,7 @@ def _bench(n_faces, seed=0):
     """Render n_faces different people with random AUs and gazes; print faces per second."""
     people = sample_identities(n_faces, seed)
     rng = np.random.default_rng(seed)
-    aus = _random_frame_aus(rng, n_faces)
+    aus = random_au_frames(rng, n_faces)
     gaze = rng.integers(0, 3, n_faces)
     render_faces(take(people, np.arange(8)), aus[:8], gaze[:8])          # warm-up
     start = time.perf_counter()
