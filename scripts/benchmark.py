@@ -1,13 +1,25 @@
-"""Speed of the hand-written convolutions against this machine's own matrix-multiply rate.
+"""Speed of the hand-written network against this machine's own matrix-multiply rate.
 
-    python scripts/benchmark.py [--batch 32] [--repeats 10] [--device cpu|gpu]
+    python scripts/benchmark.py [--batch 32] [--width 1] [--repeats 10] [--device cpu|gpu] [--no-torch]
 
-Prints, for float32 at the reference width (3→64→128→256→512, 5×5 stride 2 on 32×32):
-the GEMM rate measured here, then forward+backward of the encoder conv stack and of the decoder
-deconv stack: ms, GFLOP/s and the fraction of the GEMM rate. A FLOP is one multiply or one add;
-a conv's forward costs 2·N·H'·W'·F·C·HH·WW, its backward twice that (dx and dw).
+Measures, in one run, float32 at the reference width unless told otherwise:
+  1. this machine's float32 GEMM rate (a 2048×2048 product);
+  2. the encoder conv stack and the decoder deconv stack, forward + backward;
+  3. the full CDAAE training step (D step + AE step, Adam included), N2;
+  4. generation of one batch of faces;
+  5. per-layer forward/backward times of the step's convolutions;
+  6. when PyTorch happens to be installed, the same network and step in PyTorch on the same data
+     and threads (never a dependency).
+It prints ms, GFLOP/s, the fraction of the GEMM rate, and the projected time of the paper's RaFD
+schedule (9600 pairs × 40 epochs at batch 32 = 12,000 steps).
+
+FLOPs are counted, not estimated: one instrumented step records every conv, deconv and dense
+call (a multiply and an add are 2 FLOPs: 2·M·K·N per M×K by K×N product; a backward costs one
+product for the weight gradient and one more when the input gradient is needed). Elementwise work,
+Adam and im2col copies are not counted: they are the overhead the fraction exposes.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -16,6 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tinycdaae import backend, layers  # noqa: E402
+from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
+from tinycdaae.objective import Objective  # noqa: E402
+
+RAFD_STEPS = 9600 * 40 // 32
 
 
 def synchronize():
@@ -23,8 +39,10 @@ def synchronize():
         backend.xp.cuda.Stream.null.synchronize()
 
 
-def best_time(fn, repeats):
-    fn()                                   # warm-up: allocations, BLAS thread start, GPU kernels
+def best_time(fn, repeats, warmup=1):
+    """(best, median) seconds of fn() over `repeats` runs after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
     synchronize()
     times = []
     for _ in range(repeats):
@@ -37,7 +55,6 @@ def best_time(fn, repeats):
 
 def gemm_rate(repeats, size=2048):
     """float32 GEMM rate in GFLOP/s for a square (size × size) product: 2·size³ FLOPs."""
-    xp = backend.xp
     rng = np.random.default_rng(0)
     a = backend.to_device(rng.standard_normal((size, size)).astype(np.float32))
     b = backend.to_device(rng.standard_normal((size, size)).astype(np.float32))
@@ -45,74 +62,201 @@ def gemm_rate(repeats, size=2048):
     return 2 * size ** 3 / best / 1e9
 
 
-def conv_flops(layer, x_shape, y_shape):
-    """Forward FLOPs of a conv or transposed conv: 2 multiply-adds per weight per position."""
-    n = x_shape[0]
+# ---- FLOP counting -------------------------------------------------------------------------------
+
+def _gemm_flops(layer, x_shape, y_shape):
+    """FLOPs of one forward of a conv/deconv/dense layer as the single GEMM it is."""
+    if isinstance(layer, layers.Dense):
+        return 2 * x_shape[0] * layer.w.data.shape[0] * layer.w.data.shape[1]
     k = layer.kernel
-    if isinstance(layer, layers.Conv2d):          # per output pixel: F·C·k² MACs
+    if isinstance(layer, layers.Conv2d):             # per output pixel F·C·k² multiply-adds
         f, c = layer.w.data.shape[:2]
-        return 2 * n * y_shape[2] * y_shape[3] * f * c * k * k
-    c, f = layer.w.data.shape[:2]                 # transposed: per input pixel C·F·k² MACs
-    return 2 * n * x_shape[2] * x_shape[3] * c * f * k * k
+        return 2 * y_shape[0] * y_shape[2] * y_shape[3] * f * c * k * k
+    c, f = layer.w.data.shape[:2]                    # transposed: per input pixel C·F·k²
+    return 2 * x_shape[0] * x_shape[2] * x_shape[3] * c * f * k * k
+
+
+@contextlib.contextmanager
+def count_flops(records):
+    """Patch the GEMM layers so each forward/backward appends (layer, phase, shape, FLOPs)."""
+    originals = {}
+    for cls in (layers.Conv2d, layers.ConvTranspose2d, layers.Dense):
+        originals[cls] = (cls.forward, cls.backward)
+
+        def forward(self, x, _orig=cls.forward):
+            y, cache = _orig(self, x)
+            self._bench_flops = _gemm_flops(self, x.shape, y.shape)
+            records.append((self, "fwd", tuple(x.shape), self._bench_flops))
+            return y, cache
+
+        def backward(self, dout, cache, need_dx=True, _orig=cls.backward):
+            records.append((self, "bwd", tuple(dout.shape), self._bench_flops * (2 if need_dx else 1)))
+            return _orig(self, dout, cache, need_dx=need_dx)
+
+        cls.forward, cls.backward = forward, backward
+    try:
+        yield records
+    finally:
+        for cls, (fwd, bwd) in originals.items():
+            cls.forward, cls.backward = fwd, bwd
+
+
+def report(name, seconds, flops, gemm, median=None):
+    rate = flops / seconds / 1e9
+    extra = f" (median {median * 1e3:.1f})" if median is not None else ""
+    print(f"{name:<34} {seconds * 1e3:8.1f} ms{extra:<16} {flops / 1e9:6.2f} GFLOP  {rate:7.1f} GFLOP/s  "
+          f"{rate / gemm:6.1%} of GEMM", flush=True)
+    return rate
+
+
+# ---- our network ---------------------------------------------------------------------------------
+
+def batch(n, label_dim, seed=0):
+    rng = np.random.default_rng(seed)
+    x_s = rng.uniform(-1, 1, (n, 3, 32, 32)).astype(np.float32)
+    x_t = rng.uniform(-1, 1, (n, 3, 32, 32)).astype(np.float32)
+    labels = np.eye(label_dim, dtype=np.float32)[rng.integers(0, label_dim, n)]
+    return tuple(backend.to_device(a) for a in (x_s, x_t, labels))
 
 
 def stack_benchmark(name, stack, x, repeats, gemm):
     def step():
         stack.zero_grad()
         y, caches = stack.forward(x)
-        stack.backward(y, caches)                 # any upstream gradient of y's shape will do
-
-    flops, shape = 0, x.shape
-    for layer in stack.layers:
-        y, _ = layer.forward(backend.xp.zeros(shape, np.float32))
-        if isinstance(layer, (layers.Conv2d, layers.ConvTranspose2d)):
-            flops += conv_flops(layer, shape, y.shape)
-        shape = y.shape
-    flops *= 3                                    # forward + backward (dx and dw)
+        stack.backward(y, caches, need_dx=False)     # the input is data: no gradient needed
+    records = []
+    with count_flops(records):
+        step()
     best, median = best_time(step, repeats)
-    rate = flops / best / 1e9
-    print(f"{name:<34} {best * 1e3:8.1f} ms (median {median * 1e3:.1f})  {flops / 1e9:6.2f} GFLOP  "
-          f"{rate:7.1f} GFLOP/s  {rate / gemm:6.1%} of GEMM", flush=True)
-    return best, rate
+    return report(name, best, sum(r[3] for r in records), gemm, median)
 
 
-def per_layer(stack, x, repeats, gemm):
-    shape = x.shape
-    for layer in stack.layers:
-        if not isinstance(layer, (layers.Conv2d, layers.ConvTranspose2d)):
+def step_benchmark(args, gemm):
+    objective = Objective(CDAAE(ModelConfig(skip="n2", width=args.width)))
+    x_s, x_t, labels = batch(args.batch, 8)
+    records = []
+    with count_flops(records):
+        objective.step(x_s, x_t, labels)
+    flops = sum(r[3] for r in records)
+    best, median = best_time(lambda: objective.step(x_s, x_t, labels), args.repeats, warmup=2)
+    rate = report(f"training step N2 (batch {args.batch})", best, flops, gemm, median)
+    print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * median / 60:.1f} min at the median step")
+    model = objective.model
+    gen_best, _ = best_time(lambda: model.autoencode(x_s, labels), args.repeats)
+    gen_records = []
+    with count_flops(gen_records):
+        model.autoencode(x_s, labels)
+    report(f"generate {args.batch} faces", gen_best, sum(r[3] for r in gen_records), gemm)
+    return objective, records, median, flops, rate
+
+
+def per_layer(objective, records, repeats):
+    """Time each distinct conv/deconv layer of the step, forward and backward, on its real shape."""
+    print("\nper layer (shapes as in the step; backward includes the input gradient):")
+    seen = set()
+    for layer, phase, shape, flops in records:
+        if phase != "fwd" or id(layer) in seen or isinstance(layer, layers.Dense):
             continue
-        xin = backend.to_device(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-        y, cache = layer.forward(xin)
-        flops = conv_flops(layer, shape, y.shape)
-        fwd, _ = best_time(lambda: layer.forward(xin), repeats)
+        seen.add(id(layer))
+        x = backend.to_device(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+        y, cache = layer.forward(x)
+        fwd, _ = best_time(lambda: layer.forward(x), repeats)
         bwd, _ = best_time(lambda: layer.backward(y, cache), repeats)
-        print(f"  {type(layer).__name__:<16} {str(tuple(shape)):>18} -> {str(tuple(y.shape)):<18} "
-              f"fwd {fwd * 1e3:6.2f} ms ({flops / fwd / 1e9:6.1f} GFLOP/s)  "
-              f"bwd {bwd * 1e3:6.2f} ms ({2 * flops / bwd / 1e9:6.1f} GFLOP/s)", flush=True)
-        shape = y.shape
+        print(f"  {layer.w.name[:-2]:<14} {str(shape):>18} -> {str(tuple(y.shape)):<18} "
+              f"fwd {fwd * 1e3:6.2f} ms {flops / fwd / 1e9:6.1f} GFLOP/s   "
+              f"bwd {bwd * 1e3:6.2f} ms {2 * flops / bwd / 1e9:6.1f} GFLOP/s", flush=True)
+
+
+# ---- the same network in PyTorch (optional second opinion) -----------------------------------------
+
+def torch_benchmark(args, flops):
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        print("\nPyTorch not installed: no side-by-side reference (optional; `pip install torch`).")
+        return None
+    torch.manual_seed(0)
+    w = lambda c: max(1, int(round(c * args.width)))
+    lrelu = lambda: nn.LeakyReLU(0.2, inplace=True)
+    conv = lambda i, o: nn.Conv2d(i, o, 5, 2, 2)
+    deconv = lambda i, o: nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
+    enc = [3, w(64), w(128), w(256), w(512)]
+    e1 = nn.Sequential(conv(enc[0], enc[1]), lrelu(), conv(enc[1], enc[2]), lrelu())
+    e2 = nn.Sequential(conv(enc[2], enc[3]), lrelu(), conv(enc[3], enc[4]), lrelu(), nn.Flatten(),
+                       nn.Linear(enc[4] * 4, 100))
+    g1 = nn.Sequential(nn.Linear(108, enc[4] * 4), lrelu(), nn.Unflatten(1, (enc[4], 2, 2)),
+                       deconv(enc[4], enc[3]), lrelu(), deconv(enc[3], enc[2]), nn.Tanh())
+    g2 = nn.Sequential(deconv(enc[2], enc[1]), lrelu(), deconv(enc[1], 3), nn.Tanh())
+    d_e = nn.Sequential(nn.Linear(100, 64), lrelu(), nn.Linear(64, 32), lrelu(), nn.Linear(32, 16), lrelu(),
+                        nn.Linear(16, 1))
+    dg = [3, w(16), w(32), w(64), w(128)]
+    d_g = nn.Sequential(*[m for i in range(4) for m in (conv(dg[i], dg[i + 1]), lrelu())], nn.Flatten(),
+                        nn.Linear(dg[4] * 4, w(1024)), lrelu(), nn.Linear(w(1024), 1))
+    ae_params = [p for m in (e1, e2, g1, g2) for p in m.parameters()]
+    opt_ae = torch.optim.Adam(ae_params, lr=1e-3)
+    opt_de, opt_dg = torch.optim.Adam(d_e.parameters(), lr=1e-4), torch.optim.Adam(d_g.parameters(), lr=1e-4)
+    bce = nn.BCEWithLogitsLoss()
+    x_s, x_t, labels = (torch.from_numpy(backend.to_host(a)) for a in batch(args.batch, 8))
+
+    def step():   # the same order as objective.Objective.step: one E/G forward, D step, AE step
+        h = e1(x_s)
+        z = e2(h)
+        x_hat = g2(h + g1(torch.cat([z, labels], 1)))
+        opt_de.zero_grad(); opt_dg.zero_grad()
+        z_prior = torch.randn_like(z)
+        d_loss = (bce(d_e(z_prior), torch.ones(len(z), 1)) + bce(d_e(z.detach()), torch.zeros(len(z), 1))
+                  + bce(d_g(x_s), torch.ones(len(z), 1)) + bce(d_g(x_hat.detach()), torch.zeros(len(z), 1)))
+        d_loss.backward()
+        opt_de.step(); opt_dg.step()
+        opt_ae.zero_grad()
+        loss = (((x_hat - x_t) ** 2).mean() + 1e-2 * bce(d_e(z), torch.ones(len(z), 1))
+                + 1e-3 * bce(d_g(x_hat), torch.ones(len(z), 1)))
+        loss.backward()
+        opt_ae.step()
+
+    best, median = best_time(step, args.repeats, warmup=2)
+    print(f"\nPyTorch {torch.__version__} ({torch.get_num_threads()} threads), same network and step:")
+    return best, median
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32, the paper's)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions; the best is reported")
+    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1: reference)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions; best and median reported")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="NumPy or CuPy")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--skip-layers", action="store_true", help="skip the per-layer table")
     args = parser.parse_args()
     backend.use(args.device)
-    rng = np.random.default_rng(0)
-    print(f"device {backend.device_name()}, numpy {np.__version__}, {os.cpu_count()} CPU cores, batch {args.batch}")
+    print(f"device {backend.device_name()}, numpy {np.__version__}, {os.cpu_count()} CPU cores, "
+          f"batch {args.batch}, width {args.width}, float32")
     gemm = gemm_rate(args.repeats)
     print(f"float32 GEMM rate (2048×2048): {gemm:.1f} GFLOP/s\n")
-    encoder = layers.Sequential(*[m for c_in, c_out in [(3, 64), (64, 128), (128, 256), (256, 512)]
-                                  for m in (layers.Conv2d(c_in, c_out, 5, 2, 2, rng=rng), layers.LeakyReLU(0.2))])
-    decoder = layers.Sequential(*[m for c_in, c_out in [(512, 256), (256, 128), (128, 64), (64, 3)]
-                                  for m in (layers.ConvTranspose2d(c_in, c_out, 5, 2, 2, 1, rng=rng), layers.LeakyReLU(0.2))])
+
+    rng = np.random.default_rng(0)
+    w = lambda c: max(1, int(round(c * args.width)))
+    chans = [3, w(64), w(128), w(256), w(512)]
+    encoder = layers.Sequential(*[m for i in range(4) for m in (
+        layers.Conv2d(chans[i], chans[i + 1], 5, 2, 2, rng=rng), layers.LeakyReLU(0.2, inplace=True))])
+    decoder = layers.Sequential(*[m for i in range(3, -1, -1) for m in (
+        layers.ConvTranspose2d(chans[i + 1], chans[i], 5, 2, 2, 1, rng=rng), layers.LeakyReLU(0.2, inplace=True))])
     x_img = backend.to_device(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32))
-    x_code = backend.to_device(rng.standard_normal((args.batch, 512, 2, 2)).astype(np.float32))
-    stack_benchmark("encoder convs fwd+bwd", encoder, x_img, args.repeats, gemm)
-    per_layer(encoder, x_img, args.repeats, gemm)
-    stack_benchmark("decoder deconvs fwd+bwd", decoder, x_code, args.repeats, gemm)
-    per_layer(decoder, x_code, args.repeats, gemm)
+    x_code = backend.to_device(rng.standard_normal((args.batch, chans[4], 2, 2)).astype(np.float32))
+    stack_benchmark("encoder conv stack fwd+bwd", encoder, x_img, args.repeats, gemm)
+    stack_benchmark("decoder deconv stack fwd+bwd", decoder, x_code, args.repeats, gemm)
+    objective, records, median, flops, rate = step_benchmark(args, gemm)
+    if not args.skip_layers:
+        per_layer(objective, records, args.repeats)
+    if not args.no_torch and backend.device_name() == "cpu":
+        result = torch_benchmark(args, flops)
+        if result is not None:
+            t_best, t_median = result
+            torch_rate = report("PyTorch training step", t_best, flops, gemm, t_median)
+            print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * t_median / 60:.1f} min at the median step")
+            print(f"  tinycdaae / PyTorch speed (best steps): {rate / torch_rate:.2f}×  "
+                  f"(median steps: {t_median / median:.2f}×)")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ def use(device="cpu"):
     return xp
 
 
+def use_module(module, name):
+    """Install an array module that mirrors NumPy's API (for tests: a stand-in for CuPy that
+    catches device-discipline mistakes on a machine without a GPU)."""
+    global xp, _name
+    xp, _name = module, name
+    return xp
+
+
 def get_xp():
     """The active array module (numpy or cupy)."""
     return xp
@@ -63,7 +71,7 @@ def device_name():
 
 def to_host(a):
     """Any array (NumPy or CuPy) -> a NumPy array on the host. Scalars pass through."""
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):  # cupy.ndarray.get() copies to host
+    if hasattr(a, "get"):          # cupy.ndarray.get() copies device -> host explicitly
         return a.get()
     return np.asarray(a)
 

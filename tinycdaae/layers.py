@@ -225,18 +225,26 @@ class Dense(Layer):
 
 class LeakyReLU(Layer):
     """y = x if x > 0 else slope·x = max(x, slope·x) for 0 < slope < 1 ;  dy/dx = 1 or slope.
-    (slope 0.2 as in the paper's family). The cache is y: y > 0 exactly where x > 0."""
+    (slope 0.2 as in the paper's family). The cache is y: y > 0 exactly where x > 0.
 
-    def __init__(self, slope=0.2):
+    inplace=True overwrites x with y (saves a pass over memory and an allocation). Only safe when
+    nothing else reads x afterwards — e.g. straight after a conv, whose backward keeps its input,
+    not its output (the same contract as PyTorch's inplace=True)."""
+
+    def __init__(self, slope=0.2, inplace=False):
         assert 0 < slope < 1, f"LeakyReLU slope must be in (0, 1), got {slope}"
-        self.slope = slope
+        self.slope, self.inplace = slope, inplace
 
     def forward(self, x):
-        y = backend.xp.maximum(x, x * x.dtype.type(self.slope))
+        slope = x.dtype.type(self.slope)
+        y = backend.xp.maximum(x, x * slope, out=x if self.inplace else None)
         return y, y
 
     def backward(self, dout, y):
-        return backend.xp.where(y > 0, dout, dout * dout.dtype.type(self.slope))
+        # dx = dout · (slope + (1 − slope)·[y > 0]): a multiply by a 0/1 mask is several times
+        # faster than xp.where on these layouts, and gives the same numbers.
+        dtype = dout.dtype.type
+        return dout * ((y > 0) * dtype(1 - self.slope) + dtype(self.slope))
 
 
 class Tanh(Layer):

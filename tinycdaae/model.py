@@ -17,7 +17,8 @@ Reference widths (DESIGN.md §1); `width` scales every channel count for quick r
     D_E: dense 100 → 64 → 32 → 16 → 1 (LeakyReLU between; sigmoid folded into the loss)
     D_G: conv 5×5/2 3→16→32→64→128 (32 → 2 spatial), dense 512 → 1024, LeakyReLU, dense → 1
 
-Every network returns logits / activations and caches; the objective (objective.py) decides what
+Every LeakyReLU follows a conv, deconv or dense layer and runs in place on its output (no other
+reader of that output exists; see layers.LeakyReLU). Every network returns logits / activations and caches; the objective (objective.py) decides what
 to backpropagate. This file knows nothing about losses or optimizers.
 """
 from dataclasses import asdict, dataclass
@@ -70,7 +71,7 @@ class CDAAE:
         cut = CUT_POSITION[config.skip]
 
         def conv(i, name):   # encoder conv i: enc[i] -> enc[i+1], then LeakyReLU
-            return [Conv2d(enc[i], enc[i + 1], 5, 2, 2, rng=rng, dtype=dtype, name=name), LeakyReLU(0.2)]
+            return [Conv2d(enc[i], enc[i + 1], 5, 2, 2, rng=rng, dtype=dtype, name=name), LeakyReLU(0.2, inplace=True)]
 
         def deconv(i, name, last_activation):   # decoder deconv: enc[i+1] -> enc[i]
             return [ConvTranspose2d(enc[i + 1], enc[i], 5, 2, 2, 1, rng=rng, dtype=dtype, name=name),
@@ -83,21 +84,22 @@ class CDAAE:
         # Decoder: the dense layer from [z, l] and deconvs 4..cut+1 form G1. Its last layer is tanh:
         # its output is the *difference* d added to E1's features (a LeakyReLU for `none`).
         g1 = [Dense(config.latent_dim + config.label_dim, enc[4] * side * side, rng=rng, dtype=dtype,
-                    name="G.dense_in"), LeakyReLU(0.2), Reshape(enc[4], side, side)]
+                    name="G.dense_in"), LeakyReLU(0.2, inplace=True), Reshape(enc[4], side, side)]
         for i in range(3, cut - 1, -1):
             is_difference = i == cut
-            act = (Tanh() if config.skip != "none" else LeakyReLU(0.2)) if is_difference else LeakyReLU(0.2)
+            act = Tanh() if is_difference and config.skip != "none" else LeakyReLU(0.2, inplace=True)
             g1 += deconv(i, f"G.deconv{i + 1}", act)
         # G2: the remaining deconvs back to the image; the image layer ends in tanh (x̂ ∈ [-1, 1]).
         g2 = [layer for i in range(cut - 1, -1, -1)
-              for layer in deconv(i, f"G.deconv{i + 1}", Tanh() if i == 0 else LeakyReLU(0.2))]
+              for layer in deconv(i, f"G.deconv{i + 1}", Tanh() if i == 0 else LeakyReLU(0.2, inplace=True))]
         self.E1, self.E2, self.G1, self.G2 = Sequential(*e1), Sequential(*e2), Sequential(*g1), Sequential(*g2)
 
         # D_E on z: 100 -> 64 -> 32 -> 16 -> 1 (logit)
         de = [config.latent_dim, 64, 32, 16]
         layers_de = []
         for i in range(3):
-            layers_de += [Dense(de[i], de[i + 1], rng=rng, dtype=dtype, name=f"D_E.dense{i + 1}"), LeakyReLU(0.2)]
+            layers_de += [Dense(de[i], de[i + 1], rng=rng, dtype=dtype, name=f"D_E.dense{i + 1}"),
+                          LeakyReLU(0.2, inplace=True)]
         self.D_E = Sequential(*layers_de, Dense(16, 1, rng=rng, dtype=dtype, name="D_E.out"))
 
         # D_G on images: conv 3->16->32->64->128 (32 -> 2 spatial), dense 512 -> 1024 -> 1 (logit)
@@ -105,11 +107,11 @@ class CDAAE:
         layers_dg = []
         for i in range(4):
             layers_dg += [Conv2d(dg[i], dg[i + 1], 5, 2, 2, rng=rng, dtype=dtype, name=f"D_G.conv{i + 1}"),
-                          LeakyReLU(0.2)]
+                          LeakyReLU(0.2, inplace=True)]
         hidden = config.channels(1024)
         self.D_G = Sequential(*layers_dg, Flatten(),
                               Dense(dg[4] * side * side, hidden, rng=rng, dtype=dtype, name="D_G.dense1"),
-                              LeakyReLU(0.2), Dense(hidden, 1, rng=rng, dtype=dtype, name="D_G.out"))
+                              LeakyReLU(0.2, inplace=True), Dense(hidden, 1, rng=rng, dtype=dtype, name="D_G.out"))
 
     # ---- parameters -------------------------------------------------------------------------------
     @property
@@ -164,8 +166,8 @@ class CDAAE:
     def generate(self, images, labels):
         """Inference: images (N,3,H,W) in [-1,1], labels (N,L) -> dict of host arrays
         x_hat (N,3,H,W), z (N,latent) and d (the difference at the cut; None for `none`)."""
-        x = backend.to_device(np.asarray(images), dtype=self.config.dtype)
-        l = backend.to_device(np.asarray(labels), dtype=self.config.dtype)
+        x = backend.to_device(images, dtype=self.config.dtype)      # host or device arrays
+        l = backend.to_device(labels, dtype=self.config.dtype)
         if x.ndim != 4 or x.shape[1:] != (3, self.config.image_size, self.config.image_size):
             raise ValueError(f"images must be (N, 3, {self.config.image_size}, {self.config.image_size}), got {x.shape}")
         if l.shape != (x.shape[0], self.config.label_dim):

@@ -1,0 +1,66 @@
+"""The CuPy path without a GPU: run the real training step, generation and a checkpoint on a strict
+stand-in array module (tests/strict_device.py) that fails on NumPy functions applied to device
+arrays, on host arrays mixed into device arithmetic, and on implicit device->host conversion."""
+import numpy as np
+import pytest
+
+import strict_device
+from tinycdaae import backend, checkpoint
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective
+
+
+@pytest.fixture
+def strict_backend():
+    backend.use_module(strict_device.xp, "strict")
+    strict_device.transfers["scalar"] = 0
+    yield strict_device
+    backend.use("cpu")
+
+
+def test_the_stand_in_catches_each_mistake(strict_backend):
+    dev = backend.to_device(np.ones((2, 3), np.float32))
+    with pytest.raises(strict_device.DeviceDisciplineError, match="np.concatenate"):
+        np.concatenate([dev, dev])
+    with pytest.raises(strict_device.DeviceDisciplineError, match="mixed"):
+        dev + np.ones((2, 3), np.float32)
+    with pytest.raises(strict_device.DeviceDisciplineError, match="np.where"):
+        np.where(dev > 0, dev, 0)
+    with pytest.raises(strict_device.DeviceDisciplineError, match="tolist"):
+        dev.tolist()
+    assert isinstance(backend.xp.concatenate([dev, dev]), strict_device.DeviceArray)
+    assert backend.to_host(dev * 2).sum() == 12
+
+
+@pytest.mark.parametrize("skip", ["n2", "none"])
+def test_training_step_generation_and_checkpoint_stay_on_device(strict_backend, skip, tmp_path):
+    rng = np.random.default_rng(0)
+    x_s, x_t = rng.uniform(-1, 1, (2, 4, 3, 32, 32)).astype(np.float32)
+    labels = np.eye(8, dtype=np.float32)[[0, 1, 2, 3]]
+    objective = Objective(CDAAE(ModelConfig(skip=skip, width=0.0625)))
+    assert all(isinstance(p.data, strict_device.DeviceArray) for p in objective.model.params())
+    metrics = objective.step(x_s, x_t, labels)                     # host batches go in; fine
+    metrics = objective.step(x_s, x_t, labels, adversarial=False)
+    assert np.isfinite(list(metrics.values())).all()
+    # per step, only the returned metrics cross to the host: one scalar per loss/accuracy
+    strict_device.transfers["scalar"] = 0
+    metrics = objective.step(x_s, x_t, labels)
+    assert strict_device.transfers["scalar"] == len(metrics)
+    out = objective.model.generate(x_s, labels)
+    assert type(out["x_hat"]) is np.ndarray and out["x_hat"].shape == (4, 3, 32, 32)
+    checkpoint.save(tmp_path / "c.npz", objective)
+    restored = Objective(CDAAE(ModelConfig(skip=skip, width=0.0625, seed=9)))
+    checkpoint.restore(tmp_path / "c.npz", restored)
+    for p, q in zip(objective.model.params(), restored.model.params()):
+        assert isinstance(q.data, strict_device.DeviceArray)
+        np.testing.assert_array_equal(backend.to_host(p.data), backend.to_host(q.data))
+
+
+def test_the_strict_run_computes_the_same_numbers_as_numpy(strict_backend):
+    rng = np.random.default_rng(1)
+    x_s, x_t = rng.uniform(-1, 1, (2, 4, 3, 32, 32)).astype(np.float32)
+    labels = np.eye(8, dtype=np.float32)[[4, 5, 6, 7]]
+    strict = Objective(CDAAE(ModelConfig(width=0.0625))).step(x_s, x_t, labels)
+    backend.use("cpu")
+    plain = Objective(CDAAE(ModelConfig(width=0.0625))).step(x_s, x_t, labels)
+    assert strict == plain
