@@ -292,10 +292,14 @@ def cmd_train(args):
     faces = test_set.images[sample_rows]                                    # (R, 3, 32, 32)
     columns = grids.each_label(len(label_names))                            # (L, L)
 
-    def sample_fn(path):
-        grids.save_png(path, grids.tile(grids.expression_grid(model, faces, columns), scale=3))
+    targets = grids.real_targets(test_set, sample_rows, columns)           # (R, L, 3, 32, 32) or None
 
-    print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]")
+    def sample_fn(path):
+        grid = grids.expression_grid(model, faces, columns)                 # (R, 1 + L, 3, 32, 32)
+        grids.save_png(path, grids.tile(grid if targets is None else grids.with_real_rows(grid, targets), scale=3))
+
+    print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
+          + ("; under each row, the person's real images with those labels" if targets is not None else ""))
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
     resume_hint = f"python run.py --resume --out {out}" + (f" --epochs {o['epochs']}" if o["epochs"] != TRAIN_DEFAULTS["epochs"] else "")
     trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,

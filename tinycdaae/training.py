@@ -48,7 +48,7 @@ class TrainConfig:
     warmup_epochs: int = 0            # epochs of reconstruction only (no D updates) before eqs 4-5; paper: 0
     seed: int = 0                     # seed of the data order (the weights and the prior have their own)
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
-    collapse_patience: int = 300      # steps a sign of latent collapse must last before a warning
+    collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
 
     def __post_init__(self):
@@ -78,7 +78,7 @@ class LatentCollapseMonitor:
     ADVICE = ("try the stabilisers: --warmup-epochs 2 (autoencoder-only epochs first), "
               "--label-smoothing 0.1 (one-sided), or a lower --lr-d-e such as 1e-5")
 
-    def __init__(self, window=50, patience=300):
+    def __init__(self, window=50, patience=200):
         self.window, self.patience = window, patience
         self.loss_d_e, self.loss_e, self.acc_d_e = (deque(maxlen=window) for _ in range(3))
         self.streak = 0          # consecutive steps showing a sign
