@@ -245,6 +245,8 @@ def test_help_explains_every_option(env):
     gen = cli(env, "generate", "--help")
     for option in ("--checkpoint", "--image", "--emotion", "--au", "--grid", "--interpolate", "--steps", "--scale"):
         assert option in gen.stdout, option
+    grad = cli(env, "gradcheck", "--help")                   # handed to tinycdaae.gradcheck.main
+    assert grad.returncode == 0 and "--layers-only" in grad.stdout
 
 
 # ----------------------------------------------------------------------------- NaN and Ctrl-C

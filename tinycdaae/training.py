@@ -265,7 +265,7 @@ class Trainer:
                 batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
                 adversarial = self.epoch >= cfg.warmup_epochs
                 sums, count, epoch_start = {}, 0, time.perf_counter()
-                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
+                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch", mininterval=0.5,
                            desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
                 try:
                     for b in range(self.batch_in_epoch, len(batches)):
