@@ -88,7 +88,8 @@ def add_train_options(p):
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
                        f"{d['epochs']}); with --resume, raise it to train an earlier run further")
-    train.add_argument("--batch-size", type=int, metavar="N", help=f"pairs per step (default {d['batch_size']}, paper)")
+    train.add_argument("--batch-size", type=int, metavar="N",
+                       help=f"pairs per step (default {d['batch_size']}, paper)")
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
                        f"and the prior's samples; same seed, same run bit for bit on the CPU "
                        f"(default {d['seed']})")
@@ -98,7 +99,8 @@ def add_train_options(p):
                        f"discriminator D_G (default {d['lr_d_g']:g}, paper)")
     stab = p.add_argument_group("stabilisers (DESIGN.md §5; the defaults are the paper's settings)")
     stab.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
-                      f"(reconstruction only) for N epochs before the adversarial terms (default {d['warmup_epochs']})")
+                      "(reconstruction only) for N epochs before the adversarial terms "
+                      f"(default {d['warmup_epochs']})")
     stab.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
                       help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
                            f"the flag alone means S=0.1 (default {d['label_smoothing']:g})")
@@ -301,7 +303,7 @@ def cmd_train(args):
     print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
           + ("; under each row, the person's real images with those labels" if targets is not None else ""))
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
-    resume_hint = f"python run.py --resume --out {out}" + (f" --epochs {o['epochs']}" if o["epochs"] != TRAIN_DEFAULTS["epochs"] else "")
+    resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
     trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
                       extra_info={"options": o, "label_names": label_names, "label_kind": kind},
                       resume=resumed, resume_hint=resume_hint)
@@ -354,9 +356,11 @@ def cmd_generate(args):
     model = objective.model
     names, kind = checkpoint_labels(extra, model.config.label_dim)
     if args.emotion is not None and kind != "emotion":
-        raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); use --au, e.g. --au AU12=1")
+        raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
+                         f"use --au, e.g. --au AU12=1")
     if args.au is not None and kind != "au":
-        raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); use --emotion, e.g. --emotion happy")
+        raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); "
+                         f"use --emotion, e.g. --emotion happy")
     grid = args.grid if (args.grid or args.emotion or args.au or args.interpolate) else "all"
 
     # Check every label before the (slow) alignment, so a typo fails at once.
@@ -391,7 +395,8 @@ def cmd_generate(args):
         cells = grids.generate(model, faces, labels.reshape(-1, len(names)))            # (1, S*S, 3, 32, 32)
         write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))       # (S, S, 3, 32, 32)
     if args.interpolate:
-        write("interpolation.png", grids.expression_grid(model, faces, grids.interpolation_labels(*ends, args.steps or 8)))
+        strip = grids.interpolation_labels(*ends, args.steps or 8)                      # (S, L)
+        write("interpolation.png", grids.expression_grid(model, faces, strip))            # (1, 1 + S, ...)
     if remark:
         print(f"{args.image}: {remark}")
     print("wrote " + ", ".join(written))
