@@ -173,6 +173,15 @@ def test_generate_from_a_real_photo_writes_every_picture(runs, env, tmp_path):
     assert png_shape(out / "manifold.png") == (*grid_size(3, 3), 3)
 
 
+def test_generate_writes_next_to_the_checkpoint_by_default(runs, env):
+    straight, _, _ = runs
+    result = cli(env, "generate", "--checkpoint", straight / "checkpoint.npz", "--image", PHOTO)
+    assert result.returncode == 0, result.stderr
+    out = straight / "generated" / "001_neutral"
+    assert (out / "aligned.png").exists() and (out / "grid.png").exists()   # nothing asked: --grid all
+    assert not (out / "result.png").exists()
+
+
 def test_generate_takes_a_32x32_image_as_already_aligned(runs, env, tmp_path):
     straight, _, _ = runs
     face = (np.random.default_rng(0).uniform(0, 255, (32, 32, 3))).astype(np.uint8)
@@ -212,6 +221,14 @@ def test_bad_training_options_say_what_is_wrong(env, tmp_path, args, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_gpu_without_cupy_says_what_to_install(env, tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here: --device gpu may well work")
+    result = cli(env, *TINY[:-2], "--device", "gpu", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "needs CuPy" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_generate_inputs_say_what_is_wrong(runs, env, tmp_path, grey_photo):
