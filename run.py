@@ -73,8 +73,8 @@ def add_train_options(p):
                            f"(default {d['labels']}); real datasets bring their own kind")
     data.add_argument("--subjects", type=int, metavar="N",
                       help=f"synthetic only: number of people to render (default {d['subjects']})")
-    data.add_argument("--fold", type=int, metavar="K", help=f"which subject fold is held out for the "
-                      f"sample grids (0..folds-1, default {d['fold']})")
+    data.add_argument("--fold", type=int, metavar="K", help=f"which fold of people is held out: never "
+                      f"trained on, shown in the sample grids (0..folds-1, default {d['fold']})")
     data.add_argument("--folds", type=int, metavar="K", help=f"number of subject-independent folds "
                       f"(default {d['folds']}, as in the paper)")
     model = p.add_argument_group("model")
@@ -132,7 +132,8 @@ def add_generate_options(p):
                       "strength (paper Fig. 5) -> grid.png; two names such as 'AU4,AU12': a "
                       "STEPS x STEPS manifold of their intensities 0..1 (Fig. 3) -> manifold.png")
     what.add_argument("--interpolate", nargs=2, metavar=("FROM", "TO"), help="a strip from one label "
-                      "to another, e.g. --interpolate happy surprised -> interpolation.png")
+                      "to another, each written like --emotion / --au: --interpolate neutral happy, "
+                      "or --interpolate AU12=1 AU4=1,AU15=1 -> interpolation.png")
     what.add_argument("--steps", type=int, metavar="N", help="steps of the strip (default 8) or "
                       "of each side of the manifold (default 5)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<photo name>/ "
@@ -146,9 +147,9 @@ def add_generate_options(p):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi "
-                    "2017) in NumPy. `train` is the default command: `python run.py` trains on "
-                    "the built-in synthetic faces.",
+        description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi 2017)\n"
+                    "in NumPy. `train` is the default command: `python run.py` trains on the\n"
+                    "built-in synthetic faces.",
         epilog="examples:\n"
                "  python run.py                                  # train on synthetic faces\n"
                "  python run.py --dataset rafd --data-dir RaFD --epochs 40 --width 1\n"
