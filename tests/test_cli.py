@@ -349,6 +349,30 @@ def test_collapse_monitor_warns_once_after_patience_and_not_on_healthy_runs():
     assert LatentCollapseMonitor(window=1, patience=1).update({"loss_R": 0.1}) is None
 
 
+def test_trainer_reports_a_collapse_in_the_log_and_keeps_training(tmp_path, capsys):
+    """The wiring: a real tiny objective whose reported D_E numbers look collapsed."""
+    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.model import CDAAE, ModelConfig
+    from tinycdaae.objective import Objective
+    from tinycdaae.training import Trainer, TrainConfig
+
+    class LooksCollapsed(Objective):
+        def step(self, *args, **kwargs):
+            metrics = super().step(*args, **kwargs)
+            return {**metrics, "loss_D_E": 9.0, "loss_E": 0.001}
+
+    train, _ = split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=4), 0, 2)
+    objective = LooksCollapsed(CDAAE(ModelConfig(width=0.0625)))
+    config = TrainConfig(epochs=1, batch_size=16, monitor_window=5, collapse_patience=10)
+    assert Trainer(objective, train, config, str(tmp_path)).run() == "finished"       # not stopped
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()
+              if '"event": "collapse_warning"' in line]
+    assert len(events) == 1 and events[0]["step"] == 5 + 10 - 1                   # window, then patience
+    assert "latent discriminator collapse" in events[0]["message"] and "--lr-d-e" in events[0]["message"]
+    printed = capsys.readouterr()
+    assert "warning (step 14): latent discriminator collapse" in printed.out + printed.err
+
+
 def test_collapse_monitor_state_round_trips():
     a, b = LatentCollapseMonitor(window=5, patience=8), LatentCollapseMonitor(window=5, patience=8)
     collapsed = {"loss_D_E": 9.0, "loss_E": 0.001, "acc_D_E": 0.5}
