@@ -1,0 +1,443 @@
+"""tinycdaae's command line: train a CDAAE, generate expressions on your own photo, check gradients.
+
+    python run.py                                    train on the built-in synthetic faces
+    python run.py --dataset rafd --data-dir RaFD     train on RaFD (same as `python run.py train ...`)
+    python run.py generate --checkpoint runs/NAME/checkpoint.npz --image photo.jpg --emotion happy
+    python run.py gradcheck                          check every hand-written gradient
+
+`train` is the default command, so options without a command train. Each command is one
+function below, registered in COMMANDS; adding one (e.g. `evaluate`) means one add_parser block
+in build_parser and one function.
+
+Mistakes in what you typed (options, paths, names, datasets, checkpoints) print one message to
+stderr and exit with code 2, never a traceback. Ctrl-C during training saves and exits with 130;
+a run stopped by a NaN or a diverging loss exits with 3.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from tinycdaae import backend, checkpoint, grids
+from tinycdaae.align import DatasetError
+from tinycdaae.labels import AUS, EMOTIONS, parse_label
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class UsageError(ValueError):
+    """A mistake in the command line: the message says what to type instead."""
+
+
+# -------------------------------------------------------------------------------- the options
+# Defaults of the training options. The parser's defaults are None so that `--resume` can tell
+# an option you typed from one you left out (left out: the run's own value is used).
+TRAIN_DEFAULTS = {
+    "dataset": "synthetic",   # the built-in faces: no download
+    "data_dir": None,
+    "labels": "emotion",      # synthetic only: the 8 emotions (RaFD-like) or 12 AU intensities (DISFA-like)
+    "subjects": 200,          # synthetic only: people rendered (150 train, 50 held out); with 40 it overfitted
+    "skip": "n2",             # the paper's choice
+    "width": 0.25,            # channels 16-32-64-128: ~10x cheaper than the reference, see README
+    "fold": 0,
+    "folds": 4,               # the paper's 4-fold subject-independent cross-validation
+    "epochs": 10,             # measured: recognisable expressions on held-out synthetic people, README
+    "batch_size": 32,         # paper
+    "seed": 0,
+    "warmup_epochs": 0,       # paper: none (a stabiliser, DESIGN.md §5)
+    "label_smoothing": 0.0,   # paper: none (a stabiliser)
+    "lr": 1e-3,               # paper: Adam 1e-3 for E and G
+    "lr_d_e": 1e-4,           # paper: 1e-4 (a lower one is a stabiliser)
+    "lr_d_g": 1e-4,           # paper: 1e-4
+}
+# What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
+RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs")
+ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def add_train_options(p):
+    d = TRAIN_DEFAULTS
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"),
+                      help=f"what to train on (default {d['dataset']}: built-in faces, no download; "
+                           "rafd/disfa/folder need --data-dir, see README 'Real datasets')")
+    data.add_argument("--data-dir", metavar="PATH", help="where your copy of RaFD, DISFA or your own "
+                      "labelled folder is (not for synthetic)")
+    data.add_argument("--labels", choices=("emotion", "au"),
+                      help=f"synthetic only: train on the 8 emotions or on the 12 AU intensities "
+                           f"(default {d['labels']}); real datasets bring their own kind")
+    data.add_argument("--subjects", type=int, metavar="N",
+                      help=f"synthetic only: number of people to render (default {d['subjects']})")
+    data.add_argument("--fold", type=int, metavar="K", help=f"which fold of people is held out: never "
+                      f"trained on, shown in the sample grids (0..folds-1, default {d['fold']})")
+    data.add_argument("--folds", type=int, metavar="K", help=f"number of subject-independent folds "
+                      f"(default {d['folds']}, as in the paper)")
+    model = p.add_argument_group("model")
+    model.add_argument("--skip", choices=("n1", "n2", "n3", "none"),
+                       help=f"where the difference connection joins encoder and decoder: n1 (16x16), "
+                            f"n2 (8x8, the paper's choice), n3 (4x4), or none (CAAE-like control); "
+                            f"default {d['skip']}")
+    model.add_argument("--width", type=float, metavar="W",
+                       help=f"channel multiplier: 1.0 is the reference 64-128-256-512 (default "
+                            f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU)")
+    train = p.add_argument_group("training")
+    train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
+                       f"{d['epochs']}); with --resume, raise it to train an earlier run further")
+    train.add_argument("--batch-size", type=int, metavar="N",
+                       help=f"pairs per step (default {d['batch_size']}, paper)")
+    train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
+                       f"and the prior's samples; same seed, same run bit for bit on the CPU "
+                       f"(default {d['seed']})")
+    train.add_argument("--lr", type=float, metavar="LR", help=f"Adam learning rate of the encoder "
+                       f"and decoder (default {d['lr']:g}, paper)")
+    train.add_argument("--lr-d-g", type=float, metavar="LR", help=f"Adam learning rate of the image "
+                       f"discriminator D_G (default {d['lr_d_g']:g}, paper)")
+    stab = p.add_argument_group("stabilisers (DESIGN.md §5; the defaults are the paper's settings)")
+    stab.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
+                      "(reconstruction only) for N epochs before the adversarial terms "
+                      f"(default {d['warmup_epochs']})")
+    stab.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
+                      help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
+                           f"the flag alone means S=0.1 (default {d['label_smoothing']:g})")
+    stab.add_argument("--lr-d-e", type=float, metavar="LR", help="Adam learning rate of the latent "
+                      f"discriminator D_E (default {d['lr_d_e']:g}, paper; try 1e-5 if it overpowers)")
+    run = p.add_argument_group("run")
+    run.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                     help="cpu (NumPy), gpu (CuPy) or auto: the GPU when CuPy sees one (default auto)")
+    run.add_argument("--out", metavar="DIR", help="run directory for log.jsonl, checkpoint.npz and "
+                     "samples/ (default runs/DATASET-LABELS-SKIP-foldK)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out exactly where "
+                     "its checkpoint left it; options you leave out are taken from the run")
+
+
+def add_generate_options(p):
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a checkpoint.npz written by training (or its run directory)")
+    p.add_argument("--image", required=True, metavar="PATH",
+                   help="your photo: the face is found and aligned exactly as the training data was "
+                        "(needs the [data] extras); an image of exactly 32x32 pixels is taken as "
+                        "already aligned (e.g. aligned.png written with --scale 1)")
+    what = p.add_argument_group("what to draw (any combination; none given: --grid all)")
+    label = what.add_mutually_exclusive_group()
+    label.add_argument("--emotion", metavar="SPEC", help="target emotion for result.png: 'happy', or a "
+                       "mix 'happy=0.5,surprised=0.5' (names: " + ", ".join(EMOTIONS) + ")")
+    label.add_argument("--au", metavar="SPEC", help="target AU intensities in [0, 1] for result.png, "
+                       "e.g. 'AU12=0.8,AU6=0.5'; unnamed AUs are 0 (names: " + ", ".join(AUS) + ")")
+    what.add_argument("--grid", metavar="all|A,B", help="'all': the face with every label at full "
+                      "strength (paper Fig. 5) -> grid.png; two names such as 'AU4,AU12': a "
+                      "STEPS x STEPS manifold of their intensities 0..1 (Fig. 3) -> manifold.png")
+    what.add_argument("--interpolate", nargs=2, metavar=("FROM", "TO"), help="a strip from one label "
+                      "to another, each written like --emotion / --au: --interpolate neutral happy, "
+                      "or --interpolate AU12=1 AU4=1,AU15=1 -> interpolation.png")
+    what.add_argument("--steps", type=int, metavar="N", help="steps of the strip (default 8) or "
+                      "of each side of the manifold (default 5)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<photo name>/ "
+                   "next to the checkpoint)")
+    p.add_argument("--scale", type=int, default=4, metavar="N", help="enlarge the 32x32 pictures N "
+                   "times, nearest neighbour (default 4)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
+                   help="cpu (default: one face is quick) or gpu / auto")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi 2017)\n"
+                    "in NumPy. `train` is the default command: `python run.py` trains on the\n"
+                    "built-in synthetic faces.",
+        epilog="examples:\n"
+               "  python run.py                                  # train on synthetic faces\n"
+               "  python run.py --dataset rafd --data-dir RaFD --epochs 40 --width 1\n"
+               "  python run.py --resume --out runs/synthetic-emotion-n2-fold0 --epochs 40\n"
+               "  python run.py generate --checkpoint runs/synthetic-emotion-n2-fold0/checkpoint.npz \\\n"
+               "      --image me.jpg --emotion happy --grid all --interpolate neutral happy\n"
+               "  python run.py gradcheck --layers-only\n"
+               "Each command has its own --help, e.g. `python run.py generate --help`.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = commands.add_parser("train", help="train a CDAAE (the default command)",
+                                description="Train a CDAAE. Writes OUT/log.jsonl (every loss term "
+                                "per step), OUT/checkpoint.npz and OUT/samples/epoch_NNN.png after "
+                                "every epoch. Ctrl-C saves; --resume continues exactly.")
+    add_train_options(train)
+    generate = commands.add_parser("generate", help="draw a face from your photo with a target expression",
+                                   description="Align your photo as the training data was, then draw "
+                                   "it with a target expression (result.png), all labels (grid.png), "
+                                   "a 2-D manifold of two labels (manifold.png) or an interpolation "
+                                   "strip (interpolation.png); the aligned input is aligned.png.")
+    add_generate_options(generate)
+    commands.add_parser("gradcheck", help="check every hand-written gradient against finite "
+                        "differences (options: see `python run.py gradcheck --help`)", add_help=False)
+    return parser
+
+
+# --------------------------------------------------------------------------------------- train
+def resolve_train_options(args):
+    """The typed options plus defaults; with --resume, the run's stored options fill the gaps and
+    typed ones must agree with them. Returns a dict with every TRAIN_DEFAULTS key."""
+    typed = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k) is not None}
+    if typed.get("data_dir") is not None:
+        typed["data_dir"] = os.path.abspath(typed["data_dir"])
+    out = args.out or default_out({**TRAIN_DEFAULTS, **typed})
+    path = os.path.join(out, "checkpoint.npz")
+    if not args.resume:
+        if os.path.exists(path):
+            raise UsageError(f"{out} already holds a run ({path}); add --resume to continue it, or "
+                             f"choose another --out")
+        return {**TRAIN_DEFAULTS, **typed}, out, None
+    if not os.path.exists(path):
+        raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
+                         f"start the run without --resume, or give the --out of an earlier run")
+    meta, _ = checkpoint.read(path)
+    stored = meta["extra"].get("options")
+    if stored is None:
+        raise UsageError(f"{path} was not written by `run.py train` (it has no run options); "
+                         f"it cannot be resumed from the command line")
+    conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
+                 if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
+    if conflicts:
+        raise UsageError("--resume continues a run with its own settings, but you gave "
+                         + "; ".join(conflicts) + ". Leave these options out, or start a new run "
+                         "with another --out.")
+    options = {**stored, **typed}
+    options.setdefault("epochs", stored.get("epochs", TRAIN_DEFAULTS["epochs"]))
+    return options, out, meta["extra"]
+
+
+def default_out(options):
+    labels = options["labels"] if options["dataset"] == "synthetic" else "data"
+    return os.path.join("runs", f"{options['dataset']}-{labels}-{options['skip']}-fold{options['fold']}")
+
+
+def check_train_options(o):
+    """Clear errors for values argparse cannot judge."""
+    if o["epochs"] < 1:
+        raise UsageError(f"--epochs must be at least 1, got {o['epochs']}")
+    if o["batch_size"] < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {o['batch_size']}")
+    if not o["width"] > 0:
+        raise UsageError(f"--width must be positive (1.0 is the reference network), got {o['width']}")
+    if o["folds"] < 2:
+        raise UsageError(f"--folds must be at least 2 (one fold is held out), got {o['folds']}")
+    if not 0 <= o["fold"] < o["folds"]:
+        raise UsageError(f"--fold must be in 0..{o['folds'] - 1} for --folds {o['folds']}, got {o['fold']}")
+    if o["warmup_epochs"] < 0:
+        raise UsageError(f"--warmup-epochs must be 0 or more, got {o['warmup_epochs']}")
+    if not 0 <= o["label_smoothing"] < 0.5:
+        raise UsageError(f"--label-smoothing must be in [0, 0.5) (0.1 is usual), got {o['label_smoothing']}")
+    for k in ("lr", "lr_d_e", "lr_d_g"):
+        if not o[k] > 0:
+            raise UsageError(f"{flag(k)} must be positive, got {o[k]}")
+    if o["dataset"] == "synthetic":
+        if o["data_dir"] is not None:
+            raise UsageError("--data-dir is for --dataset rafd, disfa or folder; the synthetic faces need none")
+        if o["subjects"] < o["folds"]:
+            raise UsageError(f"--subjects must be at least --folds ({o['folds']}), got {o['subjects']}")
+    else:
+        for k in ("labels", "subjects"):
+            if o[k] != TRAIN_DEFAULTS[k]:
+                raise UsageError(f"{flag(k)} is for the synthetic faces; {o['dataset']} brings its own")
+
+
+def load_training_data(o):
+    """(train FaceSet, held-out FaceSet) for the options."""
+    from tinycdaae.datasets import load_dataset, split_for_training
+    if o["dataset"] == "synthetic":
+        faceset = load_dataset("synthetic", folds=o["folds"], kind=o["labels"], n_subjects=o["subjects"])
+    else:
+        faceset = load_dataset(o["dataset"], o["data_dir"], folds=o["folds"])
+    # The fold split uses seed 0 whatever --seed is: runs with other seeds or other variants
+    # hold out the same people and can be compared on them.
+    return split_for_training(faceset, o["fold"], o["folds"], seed=0)
+
+
+def seeds(seed):
+    """One --seed -> three independent integer seeds (weights, prior samples, data order).
+    Seeding three generators with the same integer would make them draw the same numbers."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+
+
+def cmd_train(args):
+    from tinycdaae.model import CDAAE, ModelConfig
+    from tinycdaae.objective import Objective, ObjectiveConfig
+    from tinycdaae.training import Trainer, TrainConfig
+
+    o, out, resumed = resolve_train_options(args)
+    check_train_options(o)
+    xp = backend.use(args.device)
+    print(f"device: {backend.device_name()} ({xp.__name__})")
+    train_set, test_set = load_training_data(o)
+    label_names, kind = list(train_set.label_names), train_set.kind
+    print(f"data: {o['dataset']} ({kind}: {', '.join(label_names)}); {len(train_set.subject_ids)} "
+          f"training people, {len(train_set)} pairs; {len(test_set.subject_ids)} held-out people "
+          f"(fold {o['fold']} of {o['folds']})")
+
+    weight_seed, prior_seed, order_seed = seeds(o["seed"])
+    model = CDAAE(ModelConfig(skip=o["skip"], width=o["width"], label_dim=len(label_names), seed=weight_seed))
+    objective = Objective(model, ObjectiveConfig(lr_autoencoder=o["lr"], lr_d_e=o["lr_d_e"], lr_d_g=o["lr_d_g"],
+                                                 real_label=1.0 - o["label_smoothing"], prior_seed=prior_seed))
+    if resumed is not None:
+        if resumed.get("label_names") != label_names:
+            raise UsageError(f"the run was trained on labels {resumed.get('label_names')}, but the data "
+                             f"now has {label_names}; resume with the same data")
+        checkpoint.restore(os.path.join(out, "checkpoint.npz"), objective)   # architecture checked here
+        print(f"resuming {out} at step {objective.step_count}")
+    config = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
+                         seed=order_seed)
+
+    # The per-epoch picture (paper Fig. 2/5): held-out people down the side, the input first,
+    # then one column per label at full strength (each emotion; or each AU at intensity 1).
+    sample_rows = grids.sample_faces(test_set)
+    faces = test_set.images[sample_rows]                                    # (R, 3, 32, 32)
+    columns = grids.each_label(len(label_names))                            # (L, L)
+
+    targets = grids.real_targets(test_set, sample_rows, columns)           # (R, L, 3, 32, 32) or None
+
+    def sample_fn(path):
+        grid = grids.expression_grid(model, faces, columns)                 # (R, 1 + L, 3, 32, 32)
+        grids.save_png(path, grids.tile(grid if targets is None else grids.with_real_rows(grid, targets), scale=3))
+
+    print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
+          + ("; under each row, the person's real images with those labels" if targets is not None else ""))
+    print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
+    resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
+    trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
+                      extra_info={"options": o, "label_names": label_names, "label_kind": kind},
+                      resume=resumed, resume_hint=resume_hint)
+    status = trainer.run()
+    return {"finished": 0, "interrupted": EXIT_INTERRUPTED, "diverged": EXIT_DIVERGED}[status]
+
+
+# ------------------------------------------------------------------------------------ generate
+def checkpoint_labels(extra, label_dim):
+    """(label names, kind) stored by training; guessed from the size for other checkpoints."""
+    if "label_names" in extra:
+        return list(extra["label_names"]), extra["label_kind"]
+    if label_dim == len(EMOTIONS):
+        return list(EMOTIONS), "emotion"
+    if label_dim == len(AUS):
+        return list(AUS), "au"
+    raise UsageError(f"the checkpoint has {label_dim} labels but does not name them")
+
+
+def parse(spec, names, what):
+    """parse_label with our error type (an unknown name lists the valid ones)."""
+    try:
+        return parse_label(spec, names)
+    except ValueError as err:
+        raise UsageError(f"{what}: {err}") from None
+
+
+def load_face(path):
+    """(3, 32, 32) float32 in [-1, 1] for the photo; (face, remark)."""
+    from tinycdaae.align import align_file, read_image, uint8_to_network
+    if not os.path.isfile(path):
+        raise UsageError(f"--image {path} does not exist")
+    pixels = read_image(path)                                         # (H, W, 3) uint8
+    if pixels.shape[:2] == (32, 32):
+        return uint8_to_network(pixels.transpose(2, 0, 1)), "32x32 image: taken as already aligned"
+    aligned = align_file(path)
+    return aligned.image, aligned.message
+
+
+def cmd_generate(args):
+    path = args.checkpoint
+    if os.path.isdir(path):
+        path = os.path.join(path, "checkpoint.npz")
+    if args.scale < 1:
+        raise UsageError(f"--scale must be at least 1, got {args.scale}")
+    if args.steps is not None and args.steps < 2:
+        raise UsageError(f"--steps must be at least 2, got {args.steps}")
+    backend.use(args.device)
+    objective, extra = checkpoint.load(path)
+    model = objective.model
+    names, kind = checkpoint_labels(extra, model.config.label_dim)
+    if args.emotion is not None and kind != "emotion":
+        raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
+                         f"use --au, e.g. --au AU12=1")
+    if args.au is not None and kind != "au":
+        raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); "
+                         f"use --emotion, e.g. --emotion happy")
+    grid = args.grid if (args.grid or args.emotion or args.au or args.interpolate) else "all"
+
+    # Check every label before the (slow) alignment, so a typo fails at once.
+    target = parse(args.emotion or args.au, names, "--emotion" if args.emotion else "--au") \
+        if (args.emotion or args.au) else None
+    if grid is not None and grid.lower() != "all":
+        pair = [g.strip() for g in grid.split(",")]
+        if len(pair) != 2:
+            raise UsageError(f"--grid takes 'all' or two label names such as AU4,AU12, got {grid!r}")
+        axes = [int(np.argmax(parse(name, names, "--grid"))) for name in pair]
+    if args.interpolate:
+        ends = [parse(spec, names, "--interpolate") for spec in args.interpolate]
+
+    face, remark = load_face(args.image)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "generated",
+                                   os.path.splitext(os.path.basename(args.image))[0])
+    written = []
+
+    def write(name, cells):
+        file = os.path.join(out, name)
+        grids.save_png(file, grids.tile(cells, scale=args.scale))
+        written.append(file)
+
+    faces = face[None]                                                   # (1, 3, 32, 32)
+    write("aligned.png", faces[:, None])
+    if target is not None:
+        write("result.png", grids.generate(model, faces, target[None]))
+    if grid is not None and grid.lower() == "all":
+        write("grid.png", grids.expression_grid(model, faces, grids.each_label(len(names))))
+    elif grid is not None:
+        labels = grids.manifold_labels(len(names), axes[0], axes[1], args.steps or 5)   # (S, S, L)
+        cells = grids.generate(model, faces, labels.reshape(-1, len(names)))            # (1, S*S, 3, 32, 32)
+        write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))       # (S, S, 3, 32, 32)
+    if args.interpolate:
+        strip = grids.interpolation_labels(*ends, args.steps or 8)                      # (S, L)
+        write("interpolation.png", grids.expression_grid(model, faces, strip))            # (1, 1 + S, ...)
+    if remark:
+        print(f"{args.image}: {remark}")
+    print("wrote " + ", ".join(written))
+    if grid is not None and grid.lower() == "all":
+        print(f"grid.png columns: input, {', '.join(names)}")
+    elif grid is not None:
+        print(f"manifold.png: {pair[0]} 0 -> 1 down the rows, {pair[1]} 0 -> 1 across the columns")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ gradcheck
+def cmd_gradcheck(argv):
+    from tinycdaae import gradcheck
+    return gradcheck.main(argv)
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["gradcheck"]:             # its own parser (tinycdaae.gradcheck.main)
+        return cmd_gradcheck(argv[1:])
+    if argv in (["-h"], ["--help"]):          # the top-level help, then the default command's
+        print(parser.format_help())
+        print("options of `train` (the default command):\n")
+        parser.parse_args(["train", "--help"])
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv = ["train"] + argv               # train is the default command
+    args = parser.parse_args(argv)            # unknown options: argparse prints usage, exits 2
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, DatasetError, checkpoint.CheckpointError, backend.BackendError) as err:
+        print(f"run.py {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:                 # Ctrl-C outside the training loop (e.g. loading data)
+        print(f"run.py {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The training loop: epochs of shuffled pairs, a per-step log, per-epoch checkpoints and samples.
+
+    trainer = Trainer(objective, train_set, TrainConfig(epochs=30), out_dir="runs/demo")
+    status = trainer.run()          # "finished", "interrupted" (Ctrl-C) or "diverged"
+
+Like minGPT's trainer, this file knows nothing special about the model: it calls
+``objective.step(x_s, x_t, l_t, adversarial)`` and ``checkpoint.save``; the per-epoch picture
+comes from a ``sample_fn(path)`` the caller passes in (run.py draws grids.expression_grid).
+
+What it writes in out_dir:
+    log.jsonl         one JSON object per step (every loss term and both discriminators'
+                      accuracies), plus lines with an "event" key (epoch summaries, warnings, stops)
+    checkpoint.npz    after every epoch and on Ctrl-C; never after a NaN (see below)
+    samples/epoch_003.png   whatever sample_fn draws, after every epoch
+
+Exact resume. The data order comes from one seeded generator; its state at the start of the
+current epoch, the number of batches done in that epoch and the monitors' memory all go into the
+checkpoint's `extra`. Resuming rebuilds the epoch's permutation from that state and skips the
+batches already done, so a resumed run takes exactly the steps an uninterrupted one would.
+
+Safety. Every step's losses are checked before anything is saved: a NaN or infinity, or a
+reconstruction loss that climbs far above its best (divergence), stops the run and leaves the
+last checkpoint — written at the end of the last good epoch — untouched. Ctrl-C does not cut a
+step in half: the first one asks the loop to stop after the current step, which is then saved;
+a second Ctrl-C aborts at once without saving.
+"""
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import backend, checkpoint
+
+CHANCE_LOSS_D = 2 * math.log(2)   # a discriminator that answers 0.5 everywhere: BCE(real) + BCE(fake)
+DIVERGED_LOSS_R = 0.1             # an MSE this large is a face off by ~40 grey levels: not a good run
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40                  # the paper's "about 40 epochs" on RaFD
+    batch_size: int = 32              # the paper's batch size
+    warmup_epochs: int = 0            # epochs of reconstruction only (no D updates) before eqs 4-5; paper: 0
+    seed: int = 0                     # seed of the data order (the weights and the prior have their own)
+    monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
+    collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
+    divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
+        if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
+            raise ValueError("monitor_window and collapse_patience must be >= 1, divergence_factor > 1")
+
+
+# --------------------------------------------------------------------------------- monitors
+class LatentCollapseMonitor:
+    """Watches the latent discriminator D_E for the failure DESIGN.md §5 describes.
+
+    Two signs, each judged on the running mean of the last `window` adversarial steps:
+      - "collapsed": D_E's loss far above chance (> 2 · 2 ln 2) while the encoder's L_E -> 0:
+        D_E takes the encoder's codes for prior samples and no longer shapes z. In the
+        reference runs this preceded networks that copy the input and ignore the label.
+      - "overpowering": D_E tells codes from prior samples every time (accuracy >= 0.99).
+    A sign must last `patience` steps in a row to be reported; it is reported once until it
+    clears. Training is never stopped for it: it is a warning with advice.
+    """
+
+    ADVICE = ("try the stabilisers: --warmup-epochs 2 (autoencoder-only epochs first), "
+              "--label-smoothing 0.1 (one-sided), or a lower --lr-d-e such as 1e-5")
+
+    def __init__(self, window=50, patience=200):
+        self.window, self.patience = window, patience
+        self.loss_d_e, self.loss_e, self.acc_d_e = (deque(maxlen=window) for _ in range(3))
+        self.streak = 0          # consecutive steps showing a sign
+        self.reported = False    # already warned about the current episode
+
+    def diagnose(self):
+        """A sentence describing the running means if they show a sign, else None."""
+        mean_d, mean_e, mean_acc = (float(np.mean(q)) for q in (self.loss_d_e, self.loss_e, self.acc_d_e))
+        numbers = (f"over the last {self.window} steps L_D_E = {mean_d:.2f}, L_E = {mean_e:.3f}, "
+                   f"acc_D_E = {mean_acc:.2f}")
+        if mean_d > 2 * CHANCE_LOSS_D and mean_e < 0.1:
+            return (f"latent discriminator collapse: D_E's loss is far above chance "
+                    f"({2 * CHANCE_LOSS_D:.2f}) while the encoder's L_E -> 0, so the prior no longer "
+                    f"shapes z ({numbers})")
+        if mean_acc >= 0.99:
+            return f"D_E is overpowering the encoder: it tells codes from N(0, I) samples every time ({numbers})"
+        return None
+
+    def update(self, metrics):
+        """Feed one step's metrics; returns a warning message the step a sign has lasted
+        `patience` steps, else None. Warm-up steps (no D_E loss) are ignored."""
+        if "loss_D_E" not in metrics:
+            return None
+        self.loss_d_e.append(metrics["loss_D_E"])
+        self.loss_e.append(metrics["loss_E"])
+        self.acc_d_e.append(metrics["acc_D_E"])
+        sign = self.diagnose() if len(self.loss_d_e) == self.window else None
+        if sign is None:
+            self.streak, self.reported = 0, False
+            return None
+        self.streak += 1
+        if self.streak >= self.patience and not self.reported:
+            self.reported = True
+            return f"{sign}. The run continues; if the samples stop changing expression, {self.ADVICE}."
+        return None
+
+    def state(self):
+        return {"loss_d_e": list(self.loss_d_e), "loss_e": list(self.loss_e), "acc_d_e": list(self.acc_d_e),
+                "streak": self.streak, "reported": self.reported}
+
+    def load_state(self, state):
+        for name in ("loss_d_e", "loss_e", "acc_d_e"):
+            getattr(self, name).extend(state[name])
+        self.streak, self.reported = state["streak"], state["reported"]
+
+
+class DivergenceMonitor:
+    """Stops a run whose reconstruction loss blows up: the running mean of L_R over `window`
+    steps rising to `factor` times the lowest running mean seen, and above DIVERGED_LOSS_R."""
+
+    def __init__(self, window=50, factor=10.0):
+        self.factor = factor
+        self.recent = deque(maxlen=window)
+        self.best = math.inf
+
+    def update(self, metrics):
+        """Returns a message when the run has diverged, else None."""
+        self.recent.append(metrics["loss_R"])
+        if len(self.recent) < self.recent.maxlen:
+            return None
+        mean = float(np.mean(self.recent))
+        self.best = min(self.best, mean)
+        if mean > self.factor * self.best and mean > DIVERGED_LOSS_R:
+            return (f"the reconstruction loss diverged: its mean over the last {len(self.recent)} steps "
+                    f"is {mean:.4f}, {mean / self.best:.0f}x its best ({self.best:.4f})")
+        return None
+
+    def state(self):
+        return {"recent": list(self.recent), "best": self.best if math.isfinite(self.best) else None}
+
+    def load_state(self, state):
+        self.recent.extend(state["recent"])
+        self.best = math.inf if state["best"] is None else state["best"]
+
+
+# ----------------------------------------------------------------------------------- helpers
+def non_finite_terms(metrics):
+    """Names of the loss terms that are NaN or infinite."""
+    return [name for name, value in metrics.items() if not math.isfinite(value)]
+
+
+def truncate_log(path, last_step):
+    """Drop log lines written after `last_step` (steps done after the checkpoint a run resumes
+    from, e.g. before a NaN stop or a kill), so the log stays one line per step."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+    with open(path, "w") as f:
+        f.writelines(kept)
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a flag the loop checks between steps; the second
+    one raises KeyboardInterrupt as usual. Used as a context manager around the loop."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():   # signals reach the main thread only
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+# ----------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Trains `objective` on the pairs of `train_set` (a FaceSet) and writes into `out_dir`.
+
+    extra_info: JSON-able facts stored in every checkpoint (run.py stores the options and the
+    label names that `generate` needs). resume: the `extra` of the checkpoint being continued
+    (checkpoint.restore has already loaded the weights into `objective`).
+    """
+
+    def __init__(self, objective, train_set, config, out_dir, sample_fn=None, extra_info=None,
+                 resume=None, resume_hint="", say=print):
+        self.objective, self.train_set, self.config = objective, train_set, config
+        self.out_dir, self.sample_fn, self.extra_info = out_dir, sample_fn, dict(extra_info or {})
+        self.resume_hint, self.say = resume_hint, say
+        self.checkpoint_path = os.path.join(out_dir, "checkpoint.npz")
+        self.log_path = os.path.join(out_dir, "log.jsonl")
+        self.collapse = LatentCollapseMonitor(config.monitor_window, config.collapse_patience)
+        self.divergence = DivergenceMonitor(config.monitor_window, config.divergence_factor)
+        self.epoch = 0                 # epochs completed
+        self.batch_in_epoch = 0        # batches completed in the current epoch
+        self.rng_state = np.random.default_rng(config.seed).bit_generator.state   # at this epoch's start
+        self.saved_step = None         # step of the checkpoint on disk from this run, if any
+        if resume is not None:
+            trainer_state = resume["trainer"]
+            self.epoch, self.batch_in_epoch = trainer_state["epoch"], trainer_state["batch_in_epoch"]
+            self.rng_state = trainer_state["order_rng"]
+            self.collapse.load_state(trainer_state["collapse"])
+            self.divergence.load_state(trainer_state["divergence"])
+            self.saved_step = objective.step_count
+            truncate_log(self.log_path, objective.step_count)
+
+    def state(self):
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "order_rng": self.rng_state,
+                "collapse": self.collapse.state(), "divergence": self.divergence.state(),
+                "config": asdict(self.config)}
+
+    def save(self):
+        checkpoint.save(self.checkpoint_path, self.objective, extra={**self.extra_info, "trainer": self.state()})
+        self.saved_step = self.objective.step_count
+
+    def _all_weights_finite(self):
+        # The losses of a step are computed before its update, so an update can still make
+        # weights infinite; never write such a checkpoint.
+        xp = backend.xp
+        return all(bool(xp.isfinite(p.data).all()) for p in self.objective.model.params())
+
+    def log(self, record):
+        self.log_file.write(json.dumps(record) + "\n")
+        self.log_file.flush()
+
+    def run(self):
+        """Train until config.epochs are done. Returns "finished", "interrupted" or "diverged"."""
+        from tqdm import tqdm
+        cfg = self.config
+        n_pairs = len(self.train_set)
+        if n_pairs == 0:
+            raise ValueError("the training set has no pairs")
+        if self.epoch >= cfg.epochs:
+            self.say(f"this run has already done {self.epoch} epochs; give a larger --epochs to train further")
+            return "finished"
+        os.makedirs(self.out_dir, exist_ok=True)
+        started = time.perf_counter()
+        with open(self.log_path, "a") as self.log_file, StopRequest() as stop:
+            while self.epoch < cfg.epochs:
+                rng = np.random.default_rng()
+                rng.bit_generator.state = self.rng_state
+                order = rng.permutation(n_pairs)                                  # (P,) pair rows
+                batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
+                adversarial = self.epoch >= cfg.warmup_epochs
+                sums, count, epoch_start = {}, 0, time.perf_counter()
+                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
+                           mininterval=0.5,
+                           desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
+                try:
+                    for b in range(self.batch_in_epoch, len(batches)):
+                        if stop.requested:
+                            break
+                        metrics = self.objective.step(*self.train_set.batch(batches[b]), adversarial=adversarial)
+                        step = self.objective.step_count
+                        bad = non_finite_terms(metrics)
+                        problem = (f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}" if bad
+                                   else self.divergence.update(metrics))
+                        if problem:
+                            return self._stop_diverged(problem, step)
+                        self.batch_in_epoch = b + 1
+                        self.log({"step": step, "epoch": self.epoch + 1, "batch": b + 1, **metrics,
+                                  "seconds": round(time.perf_counter() - started, 3)})
+                        warning = self.collapse.update(metrics)
+                        if warning:
+                            tqdm.write(f"warning (step {step}): {warning}")
+                            self.log({"event": "collapse_warning", "step": step, "message": warning})
+                        for name, value in metrics.items():
+                            sums[name] = sums.get(name, 0.0) + value
+                        count += 1
+                        bar.set_postfix_str(self._short(metrics), refresh=False)
+                        bar.update(1)
+                finally:
+                    bar.close()
+                if stop.requested and self.batch_in_epoch < len(batches):
+                    return self._stop_interrupted()
+                # the epoch is complete
+                self.epoch, self.batch_in_epoch, self.rng_state = self.epoch + 1, 0, rng.bit_generator.state
+                if not self._all_weights_finite():
+                    return self._stop_diverged("a weight became NaN or infinite in the last update",
+                                               self.objective.step_count)
+                self.save()
+                sample_path = None
+                if self.sample_fn is not None:
+                    sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
+                    self.sample_fn(sample_path)
+                means = {name: total / max(count, 1) for name, total in sums.items()}
+                seconds = time.perf_counter() - epoch_start
+                self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
+                          "steps_this_session": count, "seconds": round(seconds, 2), **means})
+                self.say(f"epoch {self.epoch}/{cfg.epochs} ({seconds:.0f} s, step {self.objective.step_count}): "
+                         f"{self._short(means)}" + (f" -> {sample_path}" if sample_path else ""))
+                if stop.requested:
+                    return self._stop_interrupted()
+        self.say(f"done: {cfg.epochs} epochs, {self.objective.step_count} steps in "
+                 f"{time.perf_counter() - started:.0f} s; checkpoint {self.checkpoint_path}")
+        return "finished"
+
+    @staticmethod
+    def _short(metrics):
+        """The loss terms for the progress bar and the epoch line."""
+        names = (("loss_R", "L_R", ".4f"), ("loss_E", "L_E", ".3f"), ("loss_G", "L_G", ".3f"),
+                 ("loss_D_E", "L_D_E", ".3f"), ("loss_D_G", "L_D_G", ".3f"),
+                 ("acc_D_E", "acc_D_E", ".2f"), ("acc_D_G", "acc_D_G", ".2f"))
+        return " ".join(f"{short}={metrics[key]:{fmt}}" for key, short, fmt in names if key in metrics)
+
+    def _stop_interrupted(self):
+        self.save()
+        self.log({"event": "interrupted", "step": self.objective.step_count})
+        self.say(f"interrupted: saved step {self.objective.step_count} (epoch {self.epoch + 1}, "
+                 f"{self.batch_in_epoch} batches into it) to {self.checkpoint_path}."
+                 + (f" Resume with: {self.resume_hint}" if self.resume_hint else ""))
+        return "interrupted"
+
+    def _stop_diverged(self, problem, step):
+        self.log({"event": "diverged", "step": step, "message": problem})
+        if self.saved_step is not None:
+            kept = f"the last good checkpoint, {self.checkpoint_path} (step {self.saved_step}), is kept"
+        else:
+            kept = "no checkpoint was written (this happened in the first epoch)"
+        self.say(f"stopped: {problem}; {kept}. Lower the learning rates (--lr, --lr-d-e) or try "
+                 f"--warmup-epochs / --label-smoothing.")
+        return "diverged"
