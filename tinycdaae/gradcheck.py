@@ -156,6 +156,12 @@ def layer_checks():
     for target in (0.0, 1.0, 0.9):
         checks.append(("bce_with_logits", f"z(8,1) y={target}", lambda target=target: check_loss(
             losses.bce_with_logits, rng.standard_normal((8, 1)) * 3, np.full((8, 1), target))))
+    one_hot = np.eye(4)[[0, 3, 1, 3, 2]]                                  # (5, 4) one class per row
+    soft = rng.dirichlet(np.ones(4), 5)                                   # (5, 4) rows summing to 1
+    for desc, target, scale in (("z(5,4) one-hot", one_hot, 1.0), ("z(5,4) soft targets", soft, 1.0),
+                                ("z(5,4) one-hot, |z|~30", one_hot, 30.0)):
+        checks.append(("softmax_cross_entropy", desc, lambda target=target, scale=scale: check_loss(
+            losses.softmax_cross_entropy, rng.standard_normal((5, 4)) * scale, target)))
     return checks
 
 
@@ -222,14 +228,14 @@ def run_checks(checks, tolerance, out=None):
     """Run (group, description, thunk) checks, print one row each; returns the number failed."""
     out = out or sys.stdout
     failed = 0
-    print(f"{'check':<18} {'configuration':<34} {'max rel error':>13}  {'worst':<16} result", file=out)
+    print(f"{'check':<21} {'configuration':<34} {'max rel error':>13}  {'worst':<16} result", file=out)
     for group, desc, thunk in checks:
         t0 = time.perf_counter()
         errors = thunk()
         worst = max(errors, key=errors.get)
         ok = errors[worst] < tolerance
         failed += not ok
-        print(f"{group:<18} {desc:<34} {errors[worst]:>13.2e}  {worst:<16} "
+        print(f"{group:<21} {desc:<34} {errors[worst]:>13.2e}  {worst:<16} "
               f"{'pass' if ok else 'FAIL'} ({time.perf_counter() - t0:.1f}s)", file=out, flush=True)
     return failed
 
