@@ -180,3 +180,66 @@ def test_aggregate_gives_mean_and_sample_std_per_metric_and_class():
     assert out["by_change"]["large"]["identity_top1"]["mean"] == pytest.approx(0.3)
     assert out["confusion"] == [[3, 1], [0, 1]]                        # counts add up
     assert ev.aggregate(runs[:1])["mse"] == {"mean": 1.0, "std": None, "n": 1}
+
+
+# -------------------------------------------------------------------------- the commands, for real
+def run_cli(*args, timeout=300):
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, os.path.join(REPO, "run.py"), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+TINY = ["--subjects", "8", "--folds", "2", "--width", "0.0625", "--epochs", "1", "--batch-size", "64",
+        "--device", "cpu", "--reader-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """`run.py compare` on the tiniest settings: four 12-step runs, then the evaluation."""
+    out = tmp_path_factory.mktemp("compare")
+    result = run_cli("compare", "--out", out, "--variants", "n2", "none", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
+    out, result = compared
+    for name in ("results.md", "results.json", "confusion_n2.png", "confusion_none.png",
+                 "confusion_copy_input.png", "confusion_real.png", "n2/checkpoint.npz", "none/checkpoint.npz"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["order"] == ["n2", "none", "copy input"]
+    md = (out / "results.md").read_text()
+    assert "| copy input | 1 |" in md and "| n2 | 1 |" in md and "confusion_n2.png" in md
+    # a second compare resumes the finished runs instead of training them again
+    again = run_cli("compare", "--out", out, "--variants", "n2", *TINY)
+    assert again.returncode == 0 and "already done 1 epochs" in again.stdout
+
+
+def test_evaluate_copy_baseline_equals_the_metrics_computed_directly(compared):
+    from tinycdaae.datasets import load_dataset, split_for_training
+    run_dir, _ = compared
+    out = run_dir / "eval_one"
+    result = run_cli("evaluate", "--checkpoint", run_dir / "n2", "--out", out, "--device", "cpu", "--reader-epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    copy = next(r for r in results["runs"] if r["network"] == "copy input")["metrics"]
+    # rebuild the held-out pairs by hand: the 4 people of fold 0 of 2, target label != source label
+    faces = load_dataset("synthetic", kind="emotion", n_subjects=8)
+    _, test = split_for_training(faces, 0, 2, seed=0)
+    pairs = test.pairs[np.abs(test.labels[test.pairs[:, 0]] - test.labels[test.pairs[:, 1]]).max(axis=1) > 0]
+    x_s, x_t = test.images[pairs[:, 0]], test.images[pairs[:, 1]]
+    assert copy["pairs"] == len(pairs) == 4 * 3 * 56
+    assert copy["mse"] == pytest.approx(((x_s.astype(np.float64) - x_t) ** 2).mean(), rel=1e-9)
+    assert copy["psnr"] == pytest.approx(np.mean(10 * np.log10(4 / ((x_s.astype(np.float64) - x_t) ** 2).mean(axis=(1, 2, 3)))), rel=1e-9)
+    assert copy["ssim"] == pytest.approx(ev.ssim(x_s, x_t).mean(), rel=1e-9)
+    assert copy["identity_top1"] == 1.0           # the copied face is the right person
+    assert results["order"] == ["n2", "copy input"]
+
+
+def test_evaluate_refuses_another_fold_and_a_missing_checkpoint(compared, tmp_path):
+    run_dir, _ = compared
+    other_fold = run_cli("evaluate", "--checkpoint", run_dir / "n2", "--fold", "1", "--out", tmp_path)
+    assert other_fold.returncode == 2 and "held out" in other_fold.stderr and "Traceback" not in other_fold.stderr
+    missing = run_cli("evaluate", "--checkpoint", tmp_path / "nothing.npz", "--out", tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
