@@ -536,7 +536,8 @@ def run_evaluation(paths, args, out, typed=None):
     evaluation.evaluate_splits(jobs, out, reader, args.max_pairs, title=", ".join(j.name for j in jobs))
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())
-    print(f"wrote {out}/results.md, results.json and the confusion matrices")
+    pictures = " and confusion_*.png" if jobs[0].test.kind == "emotion" else ""
+    print(f"wrote {out}/results.md, results.json{pictures}")
     return 0
 
 

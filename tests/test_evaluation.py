@@ -118,6 +118,19 @@ def test_evaluation_set_exact_targets_galleries_and_no_change_pairs_left_out():
     assert np.array_equal(es_real.x_target, es.x_target) and np.array_equal(es_real.bank[es_real.gallery], es.bank[es.gallery])
 
 
+def test_au_evaluation_set_and_score_with_exact_targets():
+    from tinycdaae.synthetic import au_faceset
+    frames = au_faceset(n_subjects=3, frames_per_subject=12)
+    es = ev.evaluation_set(frames)
+    keep = np.abs(frames.labels[frames.pairs[:, 0]] - frames.labels[frames.pairs[:, 1]]).max(axis=1) > 0
+    assert len(es) == keep.sum() < es.pairs_total                       # all-zero partners dropped
+    assert np.array_equal(es.x_target, frames.images[frames.pairs[keep, 1]])   # rendered = dataset's
+    reader = ev.ExpressionReader("au", 12, ev.ClassifierConfig(epochs=1)).fit(frames.images, frames.labels)
+    summary, per_pair = ev.score(es.x_target, es, reader)               # the real targets themselves
+    assert summary["mse"] == 0 and summary["identity_top1"] == 1.0 and per_pair["au_abs_error"].shape == (len(es), 12)
+    assert summary["au_mae"] == pytest.approx(np.abs(reader.predict(es.x_target) - es.target_labels).mean())
+
+
 # ------------------------------------------------------------------------ expression classifier
 def quadrant_images(n, seed):
     """4 classes: a bright square in quadrant k of a noisy dark image. Linearly separable."""
