@@ -169,13 +169,14 @@ def per_layer(objective, records, repeats):
 
 # ---- the same network in PyTorch (optional second opinion) -----------------------------------------
 
-def torch_benchmark(args, flops):
+def torch_step_fn(args):
+    """The same network and step in PyTorch, as a callable; None when PyTorch is not installed."""
     try:
         import torch
         from torch import nn
     except ImportError:
         print("\nPyTorch not installed: no side-by-side reference (optional; `pip install torch`).")
-        return None
+        return None, None
     torch.manual_seed(0)
     w = lambda c: max(1, int(round(c * args.width)))
     lrelu = lambda: nn.LeakyReLU(0.2, inplace=True)
@@ -215,9 +216,23 @@ def torch_benchmark(args, flops):
         loss.backward()
         opt_ae.step()
 
-    best, median = best_time(step, args.repeats, warmup=2)
-    print(f"\nPyTorch {torch.__version__} ({torch.get_num_threads()} threads), same network and step:")
-    return best, median
+    return step, f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def interleaved(fns, repeats, warmup=2):
+    """Time several functions in turn, round after round, so that a machine whose load changes
+    affects all of them alike. Returns [(best, median)] in the order given."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            synchronize()
+            times[i].append(time.perf_counter() - t0)
+    return [(min(t), float(np.median(t))) for t in times]
 
 
 def main():
@@ -250,14 +265,18 @@ def main():
     if not args.skip_layers:
         per_layer(objective, records, args.repeats)
     if not args.no_torch and backend.device_name() == "cpu":
-        result = torch_benchmark(args, flops)
-        if result is not None:
-            t_best, t_median = result
-            torch_rate = report("PyTorch training step", t_best, flops, gemm, t_median)
-            print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * t_median / 60:.1f} min at the median step")
-            print(f"  tinycdaae / PyTorch speed (best steps): {rate / torch_rate:.2f}×  "
-                  f"(median steps: {t_median / median:.2f}×)")
-
+        torch_step, torch_name = torch_step_fn(args)
+        if torch_step is not None:
+            x_s, x_t, labels = batch(args.batch, 8)
+            ours = lambda: objective.step(x_s, x_t, labels)
+            (o_best, o_median), (t_best, t_median) = interleaved([ours, torch_step], args.repeats)
+            print(f"\nSide by side, interleaved step by step ({torch_name}; same network, step and FLOPs):")
+            report("tinycdaae training step", o_best, flops, gemm, o_median)
+            report("PyTorch training step", t_best, flops, gemm, t_median)
+            print(f"  projected RaFD schedule (12,000 steps): tinycdaae {RAFD_STEPS * o_median / 60:.1f} min, "
+                  f"PyTorch {RAFD_STEPS * t_median / 60:.1f} min (median steps)")
+            print(f"  tinycdaae speed / PyTorch speed: {t_best / o_best:.2f} (best steps), "
+                  f"{t_median / o_median:.2f} (median steps)")
 
 if __name__ == "__main__":
     main()

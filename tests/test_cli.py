@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinycdaae import checkpoint, grids
-from tinycdaae.labels import EMOTIONS
+from tinycdaae.labels import AUS, EMOTIONS
 from tinycdaae.training import DivergenceMonitor, LatentCollapseMonitor, truncate_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,10 @@ def grid_size(rows, cols):
 @pytest.fixture(scope="session")
 def env(tmp_path_factory):
     """The subprocesses' environment: the aligned photos are cached once per test session."""
-    return {**os.environ, "TINYCDAAE_CACHE": str(tmp_path_factory.mktemp("cache")),
+    # One BLAS thread: the tiny matrices here gain nothing from threads, and on a busy machine
+    # OpenBLAS's spinning threads made these steps 10-100x slower (measured on the CI box).
+    threads = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {**os.environ, **threads, "TINYCDAAE_CACHE": str(tmp_path_factory.mktemp("cache")),
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -115,6 +118,41 @@ def test_resume_rejects_other_settings_and_other_architecture(runs, env):
     assert "Traceback" not in other.stderr + arch.stderr
     fresh = cli(env, *TINY, "--out", resumed)             # without --resume: never overwrite a run
     assert fresh.returncode == 2 and "already holds a run" in fresh.stderr and "--resume" in fresh.stderr
+
+
+def test_default_dataset_is_the_synthetic_faces_with_real_targets_in_the_grid(env, tmp_path):
+    out = tmp_path / "synthetic"
+    result = cli(env, "--subjects", 8, "--width", 0.0625, "--epochs", 1, "--batch-size", 64, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "data: synthetic (emotion" in result.stdout and "6 training people, 1152 pairs" in result.stdout
+    # 2 held-out people, each row followed by their real images with the 8 labels; x3
+    assert png_shape(out / "samples" / "epoch_001.png") == (4 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
+
+
+@pytest.fixture(scope="module")
+def au_run(env, tmp_path_factory):
+    """A tiny run on the synthetic AU faces (DISFA-like: 12 intensities)."""
+    out = tmp_path_factory.mktemp("au") / "run"
+    result = cli(env, "--labels", "au", "--subjects", 4, "--folds", 2, "--width", 0.0625, "--epochs", 1,
+                 "--batch-size", 64, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_au_run_and_its_grids(au_run, env, tmp_path):
+    # sample grid: 2 held-out people x [input + 12 AUs at intensity 1]; no exact targets for AU frames
+    assert png_shape(au_run / "samples" / "epoch_001.png") == (2 * (96 + 2) + 2, 13 * (96 + 2) + 2, 3)
+    out = tmp_path / "gen"
+    result = cli(env, "generate", "--checkpoint", au_run, "--image", PHOTO, "--au", "AU12=0.8,AU6=0.5",
+                 "--grid", "AU4,AU12", "--steps", 3, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert png_shape(out / "result.png") == (*grid_size(1, 1), 3)
+    assert png_shape(out / "manifold.png") == (*grid_size(3, 3), 3)          # Fig. 3: AU4 x AU12
+    assert "AU4 0 -> 1 down the rows, AU12 0 -> 1 across the columns" in result.stdout
+    unknown = cli(env, "generate", "--checkpoint", au_run, "--image", PHOTO, "--au", "AU13=1")
+    assert unknown.returncode == 2 and "unknown label name 'AU13'; valid names are: " + ", ".join(AUS) in unknown.stderr
+    emotion = cli(env, "generate", "--checkpoint", au_run, "--image", PHOTO, "--emotion", "happy")
+    assert emotion.returncode == 2 and "trained on action units" in emotion.stderr and "--au" in emotion.stderr
 
 
 # ------------------------------------------------------------------------------------ generate
@@ -207,6 +245,8 @@ def test_help_explains_every_option(env):
     gen = cli(env, "generate", "--help")
     for option in ("--checkpoint", "--image", "--emotion", "--au", "--grid", "--interpolate", "--steps", "--scale"):
         assert option in gen.stdout, option
+    grad = cli(env, "gradcheck", "--help")                   # handed to tinycdaae.gradcheck.main
+    assert grad.returncode == 0 and "--layers-only" in grad.stdout
 
 
 # ----------------------------------------------------------------------------- NaN and Ctrl-C

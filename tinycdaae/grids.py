@@ -90,6 +90,31 @@ def interpolation_labels(start, end, steps=8):
     return (1.0 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32)
 
 
+def real_targets(faceset, rows, labels):
+    """The real images the generated cells should look like, where the data has them: for each
+    face in `rows`, the image of the same person and pairing group whose label equals each of
+    `labels` (C, L). Returns (R, C, 3, H, W), or None if any is missing (e.g. AU frames)."""
+    out = []
+    for row in rows:
+        same = np.flatnonzero((faceset.subjects == faceset.subjects[row]) & (faceset.groups == faceset.groups[row]))
+        found = []
+        for label in labels:
+            match = same[np.all(faceset.labels[same] == label, axis=1)]
+            if len(match) == 0:
+                return None
+            found.append(faceset.images[match[0]])
+        out.append(found)
+    return np.asarray(out, np.float32)
+
+
+def with_real_rows(grid, targets):
+    """Interleave an expression grid (R, 1 + C, ...) with the real targets (R, C, ...): each
+    generated row is followed by the real images, under a blank (white) input cell."""
+    blank = np.ones_like(grid[:, :1])                                       # (R, 1, 3, H, W) white
+    real = np.concatenate([blank, targets], axis=1)                         # (R, 1 + C, 3, H, W)
+    return np.stack([grid, real], axis=1).reshape(-1, *grid.shape[1:])      # (2R, 1 + C, 3, H, W)
+
+
 def sample_faces(faceset, n_people=6):
     """Indices of one near-neutral image for each of the first n_people people of a FaceSet.
 

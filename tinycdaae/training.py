@@ -48,7 +48,7 @@ class TrainConfig:
     warmup_epochs: int = 0            # epochs of reconstruction only (no D updates) before eqs 4-5; paper: 0
     seed: int = 0                     # seed of the data order (the weights and the prior have their own)
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
-    collapse_patience: int = 300      # steps a sign of latent collapse must last before a warning
+    collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
 
     def __post_init__(self):
@@ -78,7 +78,7 @@ class LatentCollapseMonitor:
     ADVICE = ("try the stabilisers: --warmup-epochs 2 (autoencoder-only epochs first), "
               "--label-smoothing 0.1 (one-sided), or a lower --lr-d-e such as 1e-5")
 
-    def __init__(self, window=50, patience=300):
+    def __init__(self, window=50, patience=200):
         self.window, self.patience = window, patience
         self.loss_d_e, self.loss_e, self.acc_d_e = (deque(maxlen=window) for _ in range(3))
         self.streak = 0          # consecutive steps showing a sign
@@ -265,7 +265,7 @@ class Trainer:
                 batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
                 adversarial = self.epoch >= cfg.warmup_epochs
                 sums, count, epoch_start = {}, 0, time.perf_counter()
-                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
+                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch", mininterval=0.5,
                            desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
                 try:
                     for b in range(self.batch_in_epoch, len(batches)):
