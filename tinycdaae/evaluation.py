@@ -318,13 +318,16 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
         pairs = pairs[keep]
     src, tgt = pairs[:, 0], pairs[:, 1]
     people = test_set.subject_ids                                          # (S,)
-    target_labels, groups = labels[tgt], np.asarray(test_set.groups)[src]
+    synthetic = test_set.meta.get("source") == "synthetic"
+    # the group a gallery must match: the gaze for synthetic faces (what the renderer needs),
+    # the data's pairing group (RaFD: the gaze too) otherwise
+    groups = np.asarray(test_set.meta["gaze"] if synthetic else test_set.groups, np.int64)[src]
+    target_labels = labels[tgt]
     # One gallery per distinct (target label, group): its people in `people` order.
     keys = np.concatenate([target_labels, groups[:, None].astype(np.float32)], axis=1)
     unique_keys, key_of_pair = np.unique(keys, axis=0, return_inverse=True)
     key_of_pair = key_of_pair.ravel()
     n_keys, n_people = len(unique_keys), len(people)
-    synthetic = test_set.meta.get("source") == "synthetic"
     if synthetic:
         from .synthetic import render_targets
         key_labels = np.repeat(unique_keys[:, :-1], n_people, axis=0)      # (K*S, L)
@@ -333,13 +336,12 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
         bank = render_targets(bank_subjects, key_labels, key_groups, _synthetic_seed(test_set))
     else:
         rows = np.empty((n_keys, n_people), np.int64)
+        images_of = [np.flatnonzero(test_set.subjects == person) for person in people]
         for k, key in enumerate(unique_keys):
-            distance = np.abs(labels - key[:-1]).sum(axis=1)               # (N,) L1 label distance
+            distance = np.round(np.abs(labels - key[:-1]).sum(axis=1), 6)  # (N,) L1 label distance
             other_group = np.asarray(test_set.groups) != int(key[-1])
-            for s, person in enumerate(people):
-                mine = np.flatnonzero(test_set.subjects == person)
-                best = np.lexsort((mine, other_group[mine], np.round(distance[mine], 6)))[0]
-                rows[k, s] = mine[best]
+            for s, mine in enumerate(images_of):   # nearest label, then same group, then first
+                rows[k, s] = mine[np.lexsort((mine, other_group[mine], distance[mine]))[0]]
         bank = test_set.images[rows.ravel()]
         bank_subjects = test_set.subjects[rows.ravel()]
     gallery = key_of_pair[:, None] * n_people + np.arange(n_people)        # (P, S) rows of bank
