@@ -154,6 +154,14 @@ def test_reader_learns_separable_classes_and_its_confusion_matrix_counts():
     assert reader.history[-1] < reader.history[0]                      # the loss went down
 
 
+def test_reader_training_length_follows_the_number_of_faces_unless_given():
+    auto = ev.ClassifierConfig()
+    assert auto.epochs_for(720) == 15 and auto.epochs_for(3600) == 3 and auto.epochs_for(10 ** 6) == 3
+    assert ev.ClassifierConfig(epochs=2).epochs_for(720) == 2
+    with pytest.raises(ValueError, match="epochs"):
+        ev.ClassifierConfig(epochs=0)
+
+
 def test_confusion_matrix_and_per_class_accuracy_on_known_counts():
     counts = ev.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], 4)
     assert counts.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
