@@ -410,10 +410,10 @@ def cmd_generate(args):
 # checkpoints on the people their run held out; `compare` trains the four variants with one
 # budget and then evaluates them, in one call.
 EVALUATE_DATA_OPTIONS = ("dataset", "data_dir", "labels", "subjects", "fold", "folds")
-COMPARE_DEFAULTS = {   # the budget measured in README "Evaluation" (about 35 min on 2 cores)
-    "epochs": 15,      # 2700 steps per variant at 40 people; ~5-8 min each on one core
-    "width": 0.5,      # channels 32-64-128-256, the train command's default
-    "subjects": 40,    # 30 people to train on, 10 held out (fold 0 of 4)
+COMPARE_DEFAULTS = {   # the train command's defaults; the time it takes is measured in README "Evaluation"
+    "epochs": TRAIN_DEFAULTS["epochs"],       # 10 epochs = 9000 steps per variant at 200 people
+    "width": TRAIN_DEFAULTS["width"],         # channels 16-32-64-128
+    "subjects": TRAIN_DEFAULTS["subjects"],   # 150 people to train on, 50 held out (fold 0 of 4)
 }
 
 

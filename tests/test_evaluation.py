@@ -90,6 +90,18 @@ def test_identity_retrieval_hits_the_right_person_and_misses_a_swapped_one():
     assert not ev.identity_hits(swapped, people, bank, people, gallery).any()
 
 
+def test_face_mask_judges_the_face_not_the_backdrop():
+    people = np.array([0, 1])
+    happy = np.tile(np.eye(8, dtype=np.float32)[1], (2, 1))
+    bank = render_targets(people, happy)
+    face = ev.face_mask()
+    assert face.shape == (32, 32) and 300 < face.sum() < 400 and face[16, 16] and not face[0, 0]
+    # person 1's face pasted onto person 0's picture (backdrop, hair and clothes of person 0)
+    hybrid = np.where(face, bank[1], bank[0])[None]
+    assert ev.identity_hits(hybrid, [1], bank, people, [[0, 1]], mask=face).all()        # the face decides
+    assert ev.identity_hits(hybrid, [0], bank, people, [[0, 1]]).all()                   # whole image: the rest wins
+
+
 def test_retrieval_only_looks_inside_each_querys_gallery():
     bank = np.stack([np.full((3, 32, 32), v) for v in (0.0, 0.5, 1.0)])
     query = np.full((1, 3, 32, 32), 0.9)
