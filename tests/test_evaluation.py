@@ -237,13 +237,15 @@ def compared(tmp_path_factory):
 
 def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
     out, result = compared
-    for name in ("results.md", "results.json", "confusion_n2.png", "confusion_none.png",
+    for name in ("results.md", "results.json", "samples.png", "confusion_n2.png", "confusion_none.png",
                  "confusion_copy_input.png", "confusion_real.png", "n2/checkpoint.npz", "none/checkpoint.npz"):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
     assert results["order"] == ["n2", "none", "copy input"]
     md = (out / "results.md").read_text()
     assert "| copy input | 1 |" in md and "| n2 | 1 |" in md and "confusion_n2.png" in md
+    import imageio.v3 as iio   # samples.png: 3 held-out people x (real row + 2 networks), input + 8 labels
+    assert iio.imread(out / "samples.png").shape == (9 * (32 * 3 + 2) + 2, 9 * (32 * 3 + 2) + 2, 3)
     # a second compare resumes the finished runs instead of training them again
     again = run_cli("compare", "--out", out, "--variants", "n2", *TINY)
     assert again.returncode == 0 and "already done 1 epochs" in again.stdout

@@ -636,6 +636,13 @@ def markdown_report(results):
                   "over runs are in results.json).", ""]
         for name in results["confusion_images"]:
             lines.append(f"![{name}]({results['confusion_images'][name]})")
+    if results.get("samples_image"):
+        networks = results["sample_networks"]
+        lines += ["", "## What the networks draw", "",
+                  f"For {results['sample_people']} held-out people: their real images with every label "
+                  "(under a white cell), then one row per network (" + ", ".join(networks) + "), each "
+                  "starting with the input face. Labels in the order of the tables above. (First split only.)",
+                  "", f"![samples]({results['samples_image']})"]
     lines += ["", "## Runs", "", "| network | checkpoint | split | " + ("expression acc." if kind == "emotion" else "AU MAE")
               + " | identity top-1, face |", "|---|---|---|---|---|"]
     for run in results["runs"]:
@@ -759,5 +766,30 @@ def evaluate_splits(splits, out_dir, reader_config=None, max_pairs=None, title="
         "summary": {n: aggregate(per_network[n]) for n in order},
         "runs": runs,
     }
+    sheet = comparison_sheet(splits[0])
+    results["sample_people"] = min(3, len(splits[0].test.subject_ids))
+    results["sample_networks"] = [name for name, _, _ in splits[0].networks]
+    if sheet is not None:
+        from .grids import save_png, tile
+        save_png(os.path.join(out_dir, "samples.png"), tile(sheet, scale=3))
+        results["samples_image"] = "samples.png"
     write_report(out_dir, results)
     return results
+
+
+def comparison_sheet(split, n_people=3):
+    """A picture of what the numbers measure: for a few held-out people, a row of their real
+    images with every label (under a white cell), then one row per network, each starting with
+    the input face and then x̂ for every label. (rows, 1 + L, 3, H, W), or None where the data has
+    no real image of a person with each label (AU frames)."""
+    from . import grids
+    rows = grids.sample_faces(split.test, n_people)
+    labels = grids.each_label(len(split.test.label_names))
+    targets = grids.real_targets(split.test, rows, labels)
+    if targets is None:
+        return None
+    faces = split.test.images[rows]
+    blank = np.ones_like(faces[:, None])                                   # (R, 1, 3, H, W) white
+    blocks = [np.concatenate([blank, targets], axis=1)]                    # real images first
+    blocks += [grids.expression_grid(load(), faces, labels) for _, _, load in split.networks]
+    return np.stack(blocks, axis=1).reshape(-1, *blocks[0].shape[1:])      # person by person
