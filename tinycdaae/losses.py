@@ -15,8 +15,8 @@ def mse(pred, target):
 def bce_with_logits(logits, target):
     """Binary cross-entropy of σ(z) against labels y ∈ [0, 1], computed from the logits z.
 
-    Naively, −[y log σ(z) + (1 − y) log(1 − σ(z))] takes log(0) = −inf once |z| ≳ 17 in float32
-    (σ rounds to exactly 0 or 1). Rewriting with log σ(z) = −log(1 + e^{−z}) gives
+    Naively, −[y log σ(z) + (1 − y) log(1 − σ(z))] takes log(0) = −inf once |z| > 16.6 in float32
+    (σ rounds to exactly 0 or 1 when e^{−|z|} < 2⁻²⁴). Rewriting with log σ(z) = −log(1 + e^{−z}) gives
         L = max(z, 0) − z·y + log(1 + e^{−|z|})
     where e^{−|z|} ≤ 1 never overflows (log1p keeps precision when it is tiny). Its gradient is
         ∂L/∂z = σ(z) − y,

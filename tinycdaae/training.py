@@ -87,7 +87,8 @@ class LatentCollapseMonitor:
     def diagnose(self):
         """A sentence describing the running means if they show a sign, else None."""
         mean_d, mean_e, mean_acc = (float(np.mean(q)) for q in (self.loss_d_e, self.loss_e, self.acc_d_e))
-        numbers = f"over the last {self.window} steps L_D_E = {mean_d:.2f}, L_E = {mean_e:.3f}, acc_D_E = {mean_acc:.2f}"
+        numbers = (f"over the last {self.window} steps L_D_E = {mean_d:.2f}, L_E = {mean_e:.3f}, "
+                   f"acc_D_E = {mean_acc:.2f}")
         if mean_d > 2 * CHANCE_LOSS_D and mean_e < 0.1:
             return (f"latent discriminator collapse: D_E's loss is far above chance "
                     f"({2 * CHANCE_LOSS_D:.2f}) while the encoder's L_E -> 0, so the prior no longer "
@@ -265,7 +266,8 @@ class Trainer:
                 batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
                 adversarial = self.epoch >= cfg.warmup_epochs
                 sums, count, epoch_start = {}, 0, time.perf_counter()
-                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch", mininterval=0.5,
+                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
+                           mininterval=0.5,
                            desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
                 try:
                     for b in range(self.batch_in_epoch, len(batches)):
