@@ -7,22 +7,26 @@ that copies its input (x̂ = x_s):
   target fidelity   x̂ against the person's real image with the target label x_t:
                     MSE, PSNR and SSIM (images in [-1, 1], so the data range is L = 2)
   identity          top-1 retrieval: among held-out real images that all carry the target label
-                    (one per held-out person), is the one nearest to x̂ the same person?
+                    (one per held-out person), is the one nearest to x̂ (pixels inside the face)
+                    the same person?
   expression        a small CNN trained on real training-fold images only (never on generated
                     ones) reads x̂: its accuracy against the target label (emotions) or its mean
                     absolute error of AU intensities (action units). Its score on real held-out
-                    images is the ceiling.
+                    images is the reference ("ceiling"; generated faces cleaner than the real
+                    ones can beat it).
 
 Why these together (DESIGN.md §5): expression accuracy alone flatters a network that draws a
 generic face with the right expression (the no-connection control), and identity alone flatters
 the copy baseline, which keeps the person perfectly and never changes the expression.
 
-The identity feature space is raw pixels, on purpose. Every candidate in a retrieval shares the
-target label, so the expression is (as far as the data allows) the same for all of them and what
-separates them is the person: face shape, skin, hair, eyes. A feature learnt from the training
-people would have to generalise to unseen ones, and the expression classifier's features are
-trained to *ignore* identity. Pixels are crude but assume nothing and cannot be gamed by a
-network that learnt the same features.
+The identity feature space is raw pixels inside the face ellipse (FACE_ELLIPSE), on purpose.
+Every candidate in a retrieval shares the target label, so the expression is (as far as the data
+allows) the same for all of them and what separates them is the person: face shape, skin, eyes,
+brows. A feature learnt from the training people would have to generalise to unseen ones, and
+the expression classifier's features are trained to *ignore* identity. Pixels are crude but
+assume nothing and cannot be gamed by a network that learnt the same features. The backdrop is
+left out because it identifies a synthetic person by itself (whole-image retrieval is reported
+too, to show how much).
 
 Pairs whose target label equals the source's label are left out: they ask for no change (the
 copy baseline is exact there and its PSNR infinite), and the task measured is changing one.
