@@ -214,3 +214,30 @@ def test_asking_for_gpu_without_cupy_is_a_clear_error(monkeypatch):
         backend.use("gpu")
     assert backend.use("auto") is np and backend.device_name() == "cpu"
     backend.use("cpu")
+
+
+def test_adam_in_cache_blocks_equals_adam_on_whole_arrays(monkeypatch):
+    """The CPU path updates parameters block by block in memory order (conv weights are views of
+    channels-last storage); it must give exactly the numbers of one pass over whole arrays —
+    also for a weight replaced by a plain C-ordered array, whose moments keep the old layout."""
+    def make():
+        rng = np.random.default_rng(0)
+        conv, dense = layers.Conv2d(8, 16, 5, 2, 2, rng=rng), layers.Dense(300, 700, rng=rng)
+        for p in conv.params() + dense.params():
+            p.grad[...] = rng.standard_normal(p.shape)
+        return conv, dense, Adam(conv.params() + dense.params(), lr=0.01)
+
+    conv_a, dense_a, opt_a = make()
+    conv_b, dense_b, opt_b = make()
+    monkeypatch.setattr(backend, "elementwise_chunk", lambda: 1000)        # many blocks, a ragged end
+    conv_a.w.data = np.ascontiguousarray(conv_a.w.data)                      # layouts now differ
+    for _ in range(3):
+        opt_a.step()
+    monkeypatch.setattr(backend, "elementwise_chunk", lambda: None)
+    conv_b.w.data = np.ascontiguousarray(conv_b.w.data)
+    for _ in range(3):
+        opt_b.step()
+    initial = [p.data.copy() for p in make()[0].params() + make()[1].params()]
+    for p, q, p0 in zip(conv_a.params() + dense_a.params(), conv_b.params() + dense_b.params(), initial):
+        np.testing.assert_array_equal(p.data, q.data)
+        assert np.abs(p.data - p0).min() > 0                   # every entry was updated

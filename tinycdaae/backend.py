@@ -60,6 +60,15 @@ def use_module(module, name):
     return xp
 
 
+def elementwise_chunk():
+    """How many elements a long elementwise sequence (Adam's update) should work on at a time.
+
+    On a CPU, running Adam's ~12 passes over one 64k-element block (256 kB per float32 array) keeps
+    the block in cache, ~1.5x faster than streaming each pass over the whole parameter (measured on
+    the 9M-parameter autoencoder). On a GPU, one kernel per pass over everything is best: None."""
+    return 65536 if xp is np else None
+
+
 def get_xp():
     """The active array module (numpy or cupy)."""
     return xp
