@@ -4,6 +4,8 @@
     python run.py --dataset rafd --data-dir RaFD     train on RaFD (same as `python run.py train ...`)
     python run.py generate --checkpoint runs/NAME/checkpoint.npz --image photo.jpg --emotion happy
     python run.py gradcheck                          check every hand-written gradient
+    python run.py evaluate --checkpoint runs/A runs/B   score networks on their held-out people
+    python run.py compare                            train n1, n2, n3, none and evaluate them
 
 `train` is the default command, so options without a command train. Each command is one
 function below, registered in COMMANDS; adding one (e.g. `evaluate`) means one add_parser block
@@ -170,6 +172,7 @@ def build_parser():
                                    "a 2-D manifold of two labels (manifold.png) or an interpolation "
                                    "strip (interpolation.png); the aligned input is aligned.png.")
     add_generate_options(generate)
+    add_evaluation_commands(commands)
     commands.add_parser("gradcheck", help="check every hand-written gradient against finite "
                         "differences (options: see `python run.py gradcheck --help`)", add_help=False)
     return parser
@@ -408,13 +411,191 @@ def cmd_generate(args):
     return 0
 
 
+# ------------------------------------------------------------------------- evaluate / compare
+# Numbers instead of the paper's user study (tinycdaae/evaluation.py). `evaluate` scores trained
+# checkpoints on the people their run held out; `compare` trains the four variants with one
+# budget and then evaluates them, in one call.
+EVALUATE_DATA_OPTIONS = ("dataset", "data_dir", "labels", "subjects", "fold", "folds")
+COMPARE_DEFAULTS = {   # the train command's defaults; the time it takes is measured in README "Evaluation"
+    "epochs": TRAIN_DEFAULTS["epochs"],       # 10 epochs = 9000 steps per variant at 200 people
+    "width": TRAIN_DEFAULTS["width"],         # channels 16-32-64-128
+    "subjects": TRAIN_DEFAULTS["subjects"],   # 150 people to train on, 50 held out (fold 0 of 4)
+}
+
+
+def add_evaluate_options(p):
+    p.add_argument("--max-pairs", type=int, default=5000, metavar="N",
+                   help="score at most N held-out pairs per fold, a seeded random subset when there "
+                        "are more (default 5000; the synthetic emotion set has 1680)")
+    p.add_argument("--reader-epochs", type=int, metavar="N",
+                   help="epochs of the expression reader, trained on the real training-fold images "
+                        "(default: enough to show it about 10,800 faces, at least 3; 15 for 30 people)")
+    p.add_argument("--reader-seed", type=int, default=0, metavar="N",
+                   help="seed of the expression reader (default 0)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="cpu (NumPy), gpu (CuPy) or auto (default)")
+
+
+def add_evaluation_commands(commands):
+    """Register `evaluate` and `compare` on the subcommand parser."""
+    ev = commands.add_parser(
+        "evaluate", help="score checkpoints on their held-out people (fidelity, identity, expression)",
+        description="Score checkpoints on the people their run held out, next to the baseline that "
+        "copies its input: MSE/PSNR/SSIM against the real target, identity top-1 retrieval, and an "
+        "expression reader trained on real training-fold images (accuracy, or AU error). Writes "
+        "OUT/results.md, OUT/results.json and OUT/confusion_*.png. Several checkpoints of one "
+        "variant (folds, seeds) are averaged: mean ± std.")
+    ev.add_argument("--checkpoint", nargs="+", required=True, metavar="PATH",
+                    help="checkpoint.npz files written by `run.py train` (or their run directories)")
+    ev.add_argument("--out", default=os.path.join("runs", "evaluation"), metavar="DIR",
+                    help="where the results go (default runs/evaluation)")
+    data = ev.add_argument_group("data (stored in checkpoints from `run.py train`; give these only "
+                                 "for other checkpoints, or --data-dir if the data moved)")
+    data.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"))
+    data.add_argument("--data-dir", metavar="PATH")
+    data.add_argument("--labels", choices=("emotion", "au"))
+    data.add_argument("--subjects", type=int, metavar="N")
+    data.add_argument("--fold", type=int, metavar="K")
+    data.add_argument("--folds", type=int, metavar="K")
+    add_evaluate_options(ev)
+    cmp = commands.add_parser(
+        "compare", help="train n1, n2, n3 and none with one budget, then evaluate them",
+        description="Train the four variants (n1, n2, n3, none) with the same data, seed and "
+        "budget into OUT/<variant>, then run `evaluate` on them and the copy baseline. Runs already "
+        "in OUT are resumed (finished ones are not trained again), so an interrupted compare "
+        "continues where it stopped.")
+    cmp.add_argument("--out", default=os.path.join("runs", "compare"), metavar="DIR",
+                     help="folder for the runs and the results (default runs/compare)")
+    cmp.add_argument("--variants", nargs="+", default=["n1", "n2", "n3", "none"],
+                     choices=("n1", "n2", "n3", "none"), metavar="V", help="which (default all four)")
+    cmp.add_argument("--seed", nargs="+", type=int, default=[0], metavar="S",
+                     help="one or more seeds; several give mean ± std (default 0)")
+    cmp.add_argument("--fold", nargs="+", type=int, default=[0], metavar="K",
+                     help="one or more held-out folds; several give mean ± std (default 0)")
+    cmp.add_argument("--folds", type=int, default=TRAIN_DEFAULTS["folds"], metavar="K",
+                     help=f"number of subject folds (default {TRAIN_DEFAULTS['folds']})")
+    cmp.add_argument("--epochs", type=int, default=COMPARE_DEFAULTS["epochs"], metavar="N",
+                     help=f"epochs per variant (default {COMPARE_DEFAULTS['epochs']})")
+    cmp.add_argument("--width", type=float, default=COMPARE_DEFAULTS["width"], metavar="W",
+                     help=f"channel multiplier (default {COMPARE_DEFAULTS['width']})")
+    cmp.add_argument("--subjects", type=int, default=COMPARE_DEFAULTS["subjects"], metavar="N",
+                     help=f"synthetic people (default {COMPARE_DEFAULTS['subjects']})")
+    cmp.add_argument("--labels", choices=("emotion", "au"), default="emotion",
+                     help="synthetic only: emotions (default) or AU intensities")
+    cmp.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"), default="synthetic")
+    cmp.add_argument("--data-dir", metavar="PATH")
+    cmp.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS["batch_size"], metavar="N")
+    add_evaluate_options(cmp)
+
+
+def checkpoint_file(path):
+    return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
+
+
+def evaluation_data_options(extra, typed, path):
+    """The data options a checkpoint was trained with; typed options fill what it lacks. A typed
+    option that contradicts the checkpoint is refused (another fold would score the network on
+    the people it was trained on), except --data-dir (the same data may have moved)."""
+    stored = dict(extra.get("options") or {})
+    typed = dict(typed)
+    if typed.get("data_dir") is not None:
+        typed["data_dir"] = os.path.abspath(typed["data_dir"])
+    conflicts = [f"{flag(k)} {typed[k]!r} (it was trained with {stored[k]!r})" for k in typed
+                 if k != "data_dir" and k in stored and stored[k] != typed[k]]
+    if conflicts:
+        raise UsageError(f"{path}: " + "; ".join(conflicts) + ". A network is scored on the people its "
+                         "own run held out; leave these options out.")
+    options = {**TRAIN_DEFAULTS, **{k: stored[k] for k in EVALUATE_DATA_OPTIONS if k in stored}, **typed}
+    if not stored:
+        print(f"{path}: no stored run options (not written by `run.py train`); using "
+              + ", ".join(f"{flag(k)} {options[k]}" for k in EVALUATE_DATA_OPTIONS), file=sys.stderr)
+    return options
+
+
+def describe_split(o):
+    what = f"synthetic-{o['labels']} ({o['subjects']} people)" if o["dataset"] == "synthetic" else o["dataset"]
+    return f"{what} fold {o['fold']}/{o['folds']}"
+
+
+def run_evaluation(paths, args, out, typed=None):
+    """Evaluate checkpoints (files or run dirs); `typed`: data options given on the command line."""
+    from tinycdaae import evaluation
+    if args.max_pairs < 1 or (args.reader_epochs is not None and args.reader_epochs < 1):
+        raise UsageError("--max-pairs and --reader-epochs must be at least 1")
+    backend.use(args.device)
+    splits = {}                                      # split key -> (options, [(network, path, load)])
+    for given in paths:
+        path = checkpoint_file(given)
+        meta, _ = checkpoint.read(path)              # cheap: the weights load later, one at a time
+        extra, config = meta["extra"], meta["model_config"]
+        o = evaluation_data_options(extra, typed or {}, path)
+        key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS)
+        load = (lambda path=path: checkpoint.load(path)[0].model)
+        splits.setdefault(key, (o, []))[1].append((config["skip"], path, load, extra, config))
+    jobs = []
+    for o, networks in splits.values():
+        train_set, test_set = load_training_data(o)
+        for network, path, _, extra, config in networks:
+            names = extra.get("label_names")
+            if config["label_dim"] != len(test_set.label_names) or (names and list(names) != list(test_set.label_names)):
+                raise UsageError(f"{path} was trained on labels {names or config['label_dim']}, but the "
+                                 f"data has {list(test_set.label_names)}")
+        jobs.append(evaluation.Split(describe_split(o), train_set, test_set,
+                                     [(n, p, load) for n, p, load, _, _ in networks]))
+    reader = evaluation.ClassifierConfig(epochs=args.reader_epochs, seed=args.reader_seed)
+    evaluation.evaluate_splits(jobs, out, reader, args.max_pairs, title=", ".join(j.name for j in jobs))
+    with open(os.path.join(out, "results.md")) as f:
+        print("\n" + f.read())
+    pictures = " and confusion_*.png" if jobs[0].test.kind == "emotion" else ""
+    print(f"wrote {out}/results.md, results.json{pictures}")
+    return 0
+
+
+def cmd_evaluate(args):
+    typed = {k: getattr(args, k) for k in EVALUATE_DATA_OPTIONS if getattr(args, k) is not None}
+    return run_evaluation(args.checkpoint, args, args.out, typed)
+
+
+def cmd_compare(args):
+    """Train every (variant, seed, fold) with the same options, then evaluate them all."""
+    import time
+    if args.dataset != "synthetic" and not args.data_dir:
+        raise UsageError(f"--dataset {args.dataset} needs --data-dir PATH (where your copy of it lives)")
+    several = len(args.seed) > 1 or len(args.fold) > 1
+    paths, started = [], time.perf_counter()
+    for fold in args.fold:
+        for seed in args.seed:
+            for variant in args.variants:
+                run_dir = os.path.join(args.out, f"{variant}-seed{seed}-fold{fold}" if several else variant)
+                argv = ["train", "--skip", variant, "--width", str(args.width), "--epochs", str(args.epochs),
+                        "--seed", str(seed), "--fold", str(fold), "--folds", str(args.folds),
+                        "--batch-size", str(args.batch_size), "--dataset", args.dataset,
+                        "--device", args.device, "--out", run_dir]
+                if args.dataset == "synthetic":
+                    argv += ["--labels", args.labels, "--subjects", str(args.subjects)]
+                else:
+                    argv += ["--data-dir", args.data_dir]
+                if os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
+                    argv.append("--resume")          # finished runs return at once
+                print(f"\n== {variant}, seed {seed}, fold {fold}: python run.py {' '.join(argv)}", flush=True)
+                status = cmd_train(build_parser().parse_args(argv))
+                if status != 0:
+                    print(f"run.py compare: training {run_dir} stopped (exit {status}); run the same "
+                          f"compare command again to continue", file=sys.stderr)
+                    return status
+                paths.append(run_dir)
+    print(f"\ntraining done in {time.perf_counter() - started:.0f} s; evaluating", flush=True)
+    return run_evaluation(paths, args, args.out)
+
+
 # ------------------------------------------------------------------------------------ gradcheck
 def cmd_gradcheck(argv):
     from tinycdaae import gradcheck
     return gradcheck.main(argv)
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
+            "compare": cmd_compare}
 
 
 def main(argv=None):

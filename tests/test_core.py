@@ -173,6 +173,22 @@ def test_bce_matches_the_naive_formula_where_that_is_safe():
     assert losses.bce_with_logits(z, y)[0] == pytest.approx(naive, rel=1e-12)
 
 
+def test_softmax_cross_entropy_known_values_and_extreme_logits():
+    # two classes with equal logits: softmax = (1/2, 1/2), loss log 2, gradient (±1/2) / N
+    loss, grad = losses.softmax_cross_entropy(np.zeros((2, 2)), np.eye(2))
+    assert loss == pytest.approx(np.log(2)) and np.allclose(grad, [[-0.25, 0.25], [0.25, -0.25]])
+    rng = np.random.default_rng(7)
+    z, y = rng.standard_normal((6, 5)), np.eye(5)[rng.integers(0, 5, 6)]
+    naive = -(y * np.log(np.exp(z) / np.exp(z).sum(1, keepdims=True))).sum(1).mean()
+    assert losses.softmax_cross_entropy(z, y)[0] == pytest.approx(naive, rel=1e-12)
+    # logits far beyond float32's exp range: the naive formula overflows, this must not
+    z = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], np.float32)
+    loss, grad = losses.softmax_cross_entropy(z, np.eye(3, dtype=np.float32)[[0, 0]])
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    assert loss == pytest.approx((1e4 + np.log(2)) / 2, rel=1e-6)   # row 1 right and certain; row 2: 1e4 + log 2
+    assert grad[0].tolist() == [0, 0, 0] and grad[1, 0] == pytest.approx(-0.5)
+
+
 def test_mse_value():
     loss, grad = losses.mse(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
     assert loss == 5.0 and grad.tolist() == [1.0, 3.0]
