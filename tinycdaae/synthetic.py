@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .grids import save_png, tile
 from .labels import AUS, EMOTIONS
 from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
@@ -695,26 +696,6 @@ def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
 # ---------------------------------------------------------------------------------------------
 # Contact sheet and benchmark (the command line).
 # ---------------------------------------------------------------------------------------------
-def _to_uint8(images, scale):
-    """(..., 3, 32, 32) in [-1, 1] -> uint8 HWC tiles enlarged `scale`x by nearest neighbour."""
-    pixels = np.round((images + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    pixels = np.moveaxis(pixels, -3, -1)                                   # (..., 32, 32, 3)
-    return pixels.repeat(scale, axis=-3).repeat(scale, axis=-2)
-
-
-def _tile(grid_images, scale, gap=2):
-    """(rows, cols, 3, 32, 32) -> one (H, W, 3) uint8 image with white gaps between tiles."""
-    rows, cols = grid_images.shape[:2]
-    tiles = _to_uint8(grid_images, scale)                                  # (r, c, 32s, 32s, 3)
-    side = SIZE * scale
-    sheet = np.full((rows * (side + gap) + gap, cols * (side + gap) + gap, 3), 255, np.uint8)
-    for r in range(rows):
-        for c in range(cols):
-            top, left = gap + r * (side + gap), gap + c * (side + gap)
-            sheet[top:top + side, left:left + side] = tiles[r, c]
-    return sheet
-
-
 def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     """The picture in the README: (H, W, 3) uint8.
 
@@ -730,7 +711,7 @@ def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     gaze = np.tile(np.r_[np.zeros(len(EMOTIONS)), 1, 2].astype(np.int64), n_identities)
     faces = render_faces(take(people, rows), np.tile(aus, (n_identities, 1)), gaze,
                          np.tile(smirk, n_identities))
-    top = _tile(faces.reshape(n_identities, len(labels), 3, SIZE, SIZE), scale)
+    top = tile(faces.reshape(n_identities, len(labels), 3, SIZE, SIZE), scale)
 
     steps = np.linspace(0, 1, n_steps, dtype=np.float32)
     sweep = np.zeros((len(AUS), n_steps, len(AUS)), np.float32)           # (AU row, step, AUs)
@@ -743,7 +724,7 @@ def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     chosen = clear[0] if len(clear) else 0
     person = take(people, np.full(len(AUS) * n_steps, chosen))
     faces = render_faces(person, sweep.reshape(-1, len(AUS)))
-    bottom = _tile(faces.reshape(len(AUS), n_steps, 3, SIZE, SIZE), scale)
+    bottom = tile(faces.reshape(len(AUS), n_steps, 3, SIZE, SIZE), scale)
     height = max(top.shape[0], bottom.shape[0])
     pad = lambda im: np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), constant_values=255)
     return np.concatenate([pad(top), np.full((height, 4 * scale, 3), 255, np.uint8), pad(bottom)], 1)
@@ -778,11 +759,8 @@ def main(argv=None):
     if args.bench:
         _bench(args.bench, args.seed)
         return
-    import os
-    import imageio.v3 as iio                                   # only the command needs an image writer
     sheet = contact_sheet(args.identities, scale=args.scale, seed=args.seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    iio.imwrite(args.out, sheet)
+    save_png(args.out, sheet)                                  # imageio is imported only in here
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]} pixels)")
 
 
