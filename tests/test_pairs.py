@@ -59,3 +59,13 @@ def test_parse_label():
     assert au[AUS.index("AU12")] == pytest.approx(0.8) and au[AUS.index("AU6")] == 0.5
     with pytest.raises(ValueError, match="valid names are: neutral, happy"):
         parse_label("joyful", EMOTIONS)
+
+
+def test_subset_keeps_per_image_metadata_as_it_was():
+    fs = _emotion_like(4)
+    fs.meta.update(gaze=fs.groups.copy(), files=[f"img{i}.png" for i in range(len(fs.images))], note="x")
+    part = fs.subset([1, 3])
+    keep = np.isin(fs.subjects, [1, 3])
+    assert isinstance(part.meta["gaze"], np.ndarray)
+    np.testing.assert_array_equal(part.meta["gaze"], fs.groups[keep])
+    assert part.meta["files"] == [f"img{i}.png" for i in np.flatnonzero(keep)] and part.meta["note"] == "x"

@@ -55,8 +55,10 @@ class FaceSet:
         new_index[keep] = np.arange(keep.sum())
         pair_keep = keep[self.pairs[:, 0]] & keep[self.pairs[:, 1]]
         meta = dict(self.meta)
-        for key, value in self.meta.items():  # per-image metadata lists follow the images
-            if isinstance(value, (list, np.ndarray)) and len(value) == len(self.images):
+        for key, value in self.meta.items():  # per-image metadata follows the images, same type
+            if isinstance(value, np.ndarray) and len(value) == len(self.images):
+                meta[key] = value[keep]
+            elif isinstance(value, list) and len(value) == len(self.images):
                 meta[key] = [value[i] for i in np.flatnonzero(keep)]
         return FaceSet(self.images[keep], self.subjects[keep], self.labels[keep], self.label_names,
                        self.kind, new_index[self.pairs[pair_keep]], self.groups[keep], meta)
