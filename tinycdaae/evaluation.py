@@ -51,7 +51,6 @@ DATA_RANGE = 2.0        # images live in [-1, 1]: the largest possible pixel dif
 SSIM_SIGMA = 1.5        # Wang et al. 2004: Gaussian window, σ = 1.5 ...
 SSIM_RADIUS = 5         # ... 11×11 (radius 5), as in their code and scikit-image's gaussian_weights
 SSIM_K1, SSIM_K2 = 0.01, 0.03   # C1 = (K1·L)², C2 = (K2·L)², L = DATA_RANGE
-GENERATE_CHUNK = 256    # faces per model.generate call (bounds memory)
 
 
 # ------------------------------------------------------------------------------ target fidelity
@@ -388,13 +387,6 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
 
 
 # -------------------------------------------------------------------------------------- scoring
-def generate_all(model, images, labels, chunk=GENERATE_CHUNK):
-    """x̂ for every (image, label) row, in chunks: (P, 3, 32, 32) float32 on the host."""
-    out = [model.generate(images[s:s + chunk], labels[s:s + chunk])["x_hat"]
-           for s in range(0, len(images), chunk)]
-    return np.concatenate(out).astype(np.float32)
-
-
 def score(x_hat, evalset, reader):
     """Every metric for generated images x_hat (P, 3, 32, 32) aligned with evalset's pairs.
 
@@ -735,8 +727,8 @@ def evaluate_splits(splits, out_dir, reader_config=None, max_pairs=None, title="
         candidates = [(BASELINE, None, None)] + list(split.networks)
         for network, path, load in candidates:
             t0 = time.perf_counter()
-            x_hat = evalset.x_source if load is None else generate_all(load(), evalset.x_source,
-                                                                         evalset.target_labels)
+            x_hat = evalset.x_source if load is None else load().generate(evalset.x_source,
+                                                                         evalset.target_labels)["x_hat"]
             summary, _ = score(x_hat, evalset, reader)
             per_network.setdefault(network, []).append(summary)
             runs.append({"network": network, "checkpoint": path, "split": split.name, "metrics": summary})

@@ -15,7 +15,6 @@ import os
 import numpy as np
 
 GAP = 2          # white pixels between and around the cells of a grid (after enlarging)
-CHUNK = 256      # faces per model.generate call: bounds memory for big grids
 
 
 def to_uint8(images):
@@ -55,11 +54,7 @@ def generate(model, faces, labels):
     rows, cols = len(faces), len(labels)
     face_index = np.repeat(np.arange(rows), cols)          # (R*C,) row-major: face r, label c
     label_index = np.tile(np.arange(cols), rows)           # (R*C,)
-    out = []
-    for start in range(0, rows * cols, CHUNK):
-        part = slice(start, start + CHUNK)
-        out.append(model.generate(faces[face_index[part]], labels[label_index[part]])["x_hat"])
-    x_hat = np.concatenate(out)                            # (R*C, 3, H, W)
+    x_hat = model.generate(faces[face_index], labels[label_index])["x_hat"]   # (R*C, 3, H, W), chunked inside
     return x_hat.reshape(rows, cols, *x_hat.shape[1:])     # (R, C, 3, H, W)
 
 

@@ -163,18 +163,24 @@ class CDAAE:
             dh = dh + d_decoder_in                             # the skip: h feeds G2 directly too
         self.E1.backward(dh, cache_e1, need_dx=False)
 
-    def generate(self, images, labels):
+    def generate(self, images, labels, chunk=256):
         """Inference: images (N,3,H,W) in [-1,1], labels (N,L) -> dict of host arrays
-        x_hat (N,3,H,W), z (N,latent) and d (the difference at the cut; None for `none`)."""
-        x = backend.to_device(images, dtype=self.config.dtype)      # host or device arrays
-        l = backend.to_device(labels, dtype=self.config.dtype)
-        if x.ndim != 4 or x.shape[1:] != (3, self.config.image_size, self.config.image_size):
-            raise ValueError(f"images must be (N, 3, {self.config.image_size}, {self.config.image_size}), got {x.shape}")
-        if l.shape != (x.shape[0], self.config.label_dim):
-            raise ValueError(f"labels must be (N, {self.config.label_dim}) for this model, got {l.shape}")
-        x_hat, z, d, _ = self.autoencode(x, l)
-        return {"x_hat": backend.to_host(x_hat), "z": backend.to_host(z),
-                "d": None if d is None else backend.to_host(d)}
+        x_hat (N,3,H,W), z (N,latent) and d (the difference at the cut; None for `none`).
+        Runs `chunk` faces at a time, so any N fits in memory (a grid of thousands of faces)."""
+        if np.ndim(images) != 4 or tuple(np.shape(images)[1:]) != (3, self.config.image_size, self.config.image_size):
+            raise ValueError(f"images must be (N, 3, {self.config.image_size}, {self.config.image_size}), "
+                             f"got {np.shape(images)}")
+        if tuple(np.shape(labels)) != (len(images), self.config.label_dim):
+            raise ValueError(f"labels must be (N, {self.config.label_dim}) for this model, got {np.shape(labels)}")
+        parts = {"x_hat": [], "z": [], "d": []}
+        for start in range(0, len(images), chunk):
+            x = backend.to_device(images[start:start + chunk], dtype=self.config.dtype)   # host or device
+            l = backend.to_device(labels[start:start + chunk], dtype=self.config.dtype)
+            x_hat, z, d, _ = self.autoencode(x, l)
+            for key, value in (("x_hat", x_hat), ("z", z), ("d", d)):
+                if value is not None:
+                    parts[key].append(backend.to_host(value))
+        return {key: np.concatenate(value) if value else None for key, value in parts.items()}
 
     def config_dict(self):
         return asdict(self.config)
