@@ -85,20 +85,3 @@ class Adam:
         if key not in self._tmp:
             self._tmp[key] = backend.xp.empty(size, dtype=dtype)
         return self._tmp[key]
-
-    def state_arrays(self):
-        """The moments as a list (in parameter order) for checkpoints: [m0, v0, m1, v1, ...]."""
-        out = []
-        for p in self.params:
-            out += [self.m[p], self.v[p]]
-        return out
-
-    def load_state_arrays(self, arrays, t):
-        if len(arrays) != 2 * len(self.params):
-            raise ValueError(f"optimizer state has {len(arrays)} arrays, expected {2 * len(self.params)}")
-        for i, p in enumerate(self.params):
-            for store, a in ((self.m, arrays[2 * i]), (self.v, arrays[2 * i + 1])):
-                if tuple(a.shape) != tuple(p.data.shape):
-                    raise ValueError(f"optimizer moment for {p.name} has shape {a.shape}, expected {p.data.shape}")
-                store[p][...] = backend.to_device(a)
-        self.t = int(t)
