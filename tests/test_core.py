@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinycdaae import backend, gradcheck, layers, losses, reference
+from tinycdaae import backend, gradcheck, im2col, layers, losses, reference
 from tinycdaae.optim import Adam
 
 F64 = np.float64
@@ -16,9 +16,29 @@ def test_every_layer_and_loss_passes_gradcheck(group, desc, thunk):
     assert max(errors.values()) < gradcheck.LAYER_TOLERANCE, (group, desc, errors)
 
 
+@pytest.fixture(params=["channels-last col2im", "few-channels col2im"])
+def col2im_path(request, monkeypatch):
+    """Run a test through each of the two col2im strategies (im2col.col2im_of_product picks one
+    by the channel count; forcing the threshold makes every shape take the chosen one)."""
+    monkeypatch.setattr(im2col, "FEW_CHANNELS", -1 if request.param.startswith("channels-last") else 10**6)
+    return request.param
+
+
+def test_few_channels_col2im_equals_col2im():
+    rng = np.random.default_rng(5)
+    for n, out_h, out_w, k_h, k_w, c, s in [(2, 4, 5, 5, 5, 3, 2), (1, 3, 3, 3, 2, 2, 1), (2, 3, 2, 4, 4, 1, 3)]:
+        cols = rng.standard_normal((n, out_h, out_w, k_h, k_w, c))
+        padded_h, padded_w = (out_h - 1) * s + k_h + 1, (out_w - 1) * s + k_w   # with and without a spare row
+        expected = im2col.col2im(cols, padded_h, padded_w, s)
+        got = im2col.col2im_few_channels(np.ascontiguousarray(cols.transpose(3, 4, 5, 0, 1, 2)),
+                                         padded_h, padded_w, s)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("n,c,h,w,f,k,s,p", [
     (2, 3, 8, 8, 4, 5, 2, 2), (1, 1, 7, 5, 2, 3, 1, 1), (3, 2, 9, 9, 3, 4, 3, 0), (2, 4, 6, 7, 5, 1, 1, 0)])
-def test_conv_matches_loop_oracle_forward_and_backward(n, c, h, w, f, k, s, p):
+def test_conv_matches_loop_oracle_forward_and_backward(n, c, h, w, f, k, s, p, col2im_path):
     rng = np.random.default_rng(0)
     conv = layers.Conv2d(c, f, k, s, p, rng=rng, dtype=F64)
     x = rng.standard_normal((n, c, h, w))
@@ -35,7 +55,7 @@ def test_conv_matches_loop_oracle_forward_and_backward(n, c, h, w, f, k, s, p):
 
 @pytest.mark.parametrize("n,c,h,w,f,k,s,p,op", [
     (2, 3, 4, 4, 2, 5, 2, 2, 1), (1, 1, 3, 5, 2, 3, 2, 0, 0), (2, 2, 3, 3, 3, 3, 1, 1, 0), (1, 2, 2, 3, 1, 4, 3, 1, 2)])
-def test_conv_transpose_matches_loop_oracle(n, c, h, w, f, k, s, p, op):
+def test_conv_transpose_matches_loop_oracle(n, c, h, w, f, k, s, p, op, col2im_path):
     rng = np.random.default_rng(1)
     deconv = layers.ConvTranspose2d(c, f, k, s, p, op, rng=rng, dtype=F64)
     x = rng.standard_normal((n, c, h, w))
@@ -45,7 +65,7 @@ def test_conv_transpose_matches_loop_oracle(n, c, h, w, f, k, s, p, op):
     np.testing.assert_allclose(y, expected, atol=1e-12)
 
 
-def test_conv_transpose_is_the_adjoint_of_conv():
+def test_conv_transpose_is_the_adjoint_of_conv(col2im_path):
     """<conv(x), y> = <x, convT(y)> for the same weights and no bias: the defining property."""
     rng = np.random.default_rng(2)
     conv = layers.Conv2d(3, 4, 5, 2, 2, rng=rng, dtype=F64)

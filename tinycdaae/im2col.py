@@ -15,6 +15,11 @@ GEMM's result (N*H'*W', F) is already an (N, H', W', F) array: no transposes any
 expose NCHW *shapes* (like PyTorch) as transposed views of this storage (see layers.py).
 
 col2im loops over the HH*WW kernel offsets, not over pixels: 25 vectorised adds for a 5×5 kernel.
+
+Few channels. When the result has only a few channels (a decoder's RGB output, the input gradient
+of a discriminator's first conv) each of those adds moves runs of C = 3 values: most of the time
+goes into loop overhead. col2im_of_product then computes the GEMM the other way round, so the
+columns come out channels-first, and adds whole image rows instead (see col2im_few_channels).
 """
 from . import backend
 
@@ -56,3 +61,49 @@ def col2im(cols, padded_h, padded_w, stride):
         for b in range(kernel_w):
             out[:, a:a + stride * out_h:stride, b:b + stride * out_w:stride, :] += cols[:, :, :, a, b, :]
     return out
+
+
+# At or below this many channels the channels-first, phase-split col2im is faster (measured for a
+# 5×5 stride-2 layer at batch 32: 3.0 -> 1.0 ms for 3 channels, 11.5 -> 9.2 ms for 32; slower for 64).
+FEW_CHANNELS = 32
+
+
+def col2im_of_product(a_mat, b_mat, shape, padded_h, padded_w, stride):
+    """col2im((a_mat @ b_mat).reshape(shape)), computed the fastest way for the channel count.
+
+    a_mat (N*H'*W', K), b_mat (K, HH*WW*C), shape = (N, H', W', HH, WW, C) -> (N, Hp, Wp, C).
+    With many channels: the plain GEMM then col2im. With few: the transposed product
+    (a_mat @ b_mat)ᵀ = b_matᵀ @ a_matᵀ (same FLOPs, no copies: BLAS reads the transposes in place),
+    whose rows are (HH, WW, C) and columns (N, H', W'), then col2im_few_channels.
+    """
+    n, out_h, out_w, kernel_h, kernel_w, c = shape
+    if c > FEW_CHANNELS:
+        return col2im((a_mat @ b_mat).reshape(shape), padded_h, padded_w, stride)
+    cols_t = (b_mat.T @ a_mat.T).reshape(kernel_h, kernel_w, c, n, out_h, out_w)
+    return col2im_few_channels(cols_t, padded_h, padded_w, stride)
+
+
+def col2im_few_channels(cols_t, padded_h, padded_w, stride):
+    """cols_t (HH, WW, C, N, H', W') -> (N, Hp, Wp, C): col2im of the channels-first columns.
+
+    Output pixel (s·i + a, s·j + b) has row phase p = a mod s and column phase q = b mod s, and sits
+    at (i + a//s, j + b//s) of the phase-(p, q) plane. So the output splits into s·s planes
+    planes[p, q] (C, N, Hp/s, Wp/s) in which every kernel offset (a, b) adds one *contiguous* block
+    of rows of length W' — long runs instead of runs of C:
+
+        planes[a%s, b%s][:, :, a//s : a//s + H', b//s : b//s + W'] += cols_t[a, b]
+
+    and one strided copy interleaves the planes: out[n, s·I + p, s·J + q, c] = planes[p, q, c, n, I, J].
+    """
+    xp = backend.xp
+    kernel_h, kernel_w, c, n, out_h, out_w = cols_t.shape
+    s = stride
+    plane_h = max(-(-padded_h // s), (kernel_h - 1) // s + out_h)     # ceil(Hp/s), and room for all
+    plane_w = max(-(-padded_w // s), (kernel_w - 1) // s + out_w)
+    planes = xp.zeros((s, s, c, n, plane_h, plane_w), dtype=cols_t.dtype)
+    for a in range(kernel_h):
+        for b in range(kernel_w):
+            planes[a % s, b % s, :, :, a // s:a // s + out_h, b // s:b // s + out_w] += cols_t[a, b]
+    out = xp.empty((n, plane_h * s, plane_w * s, c), dtype=cols_t.dtype)
+    out.reshape(n, plane_h, s, plane_w, s, c)[...] = planes.transpose(3, 4, 0, 5, 1, 2)
+    return out[:, :padded_h, :padded_w, :]                              # (N, Hp, Wp, C) view

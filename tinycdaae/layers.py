@@ -17,7 +17,7 @@ order (e.g. a plain NCHW array from a user) gives the same numbers, at the cost 
 import numpy as np
 
 from . import backend
-from .im2col import col2im, im2col, out_size
+from .im2col import col2im_of_product, im2col, out_size
 
 
 class Param:
@@ -130,9 +130,9 @@ class Conv2d(Layer):
         self.w.grad += dw_mat.reshape(f, hh, ww, c).transpose(0, 3, 1, 2)
         if not need_dx:
             return None
-        dcols = dout_mat @ self._weight_matrix()                       # (N*H'*W', HH*WW*C)
-        dcols = dcols.reshape(n, oh, ow, hh, ww, c)
-        dx_pad = col2im(dcols, h + 2 * self.pad, w + 2 * self.pad, self.stride)  # (N, Hp, Wp, C)
+        # dx_pad = col2im(dout_mat @ W_mat), dout_mat @ W_mat: (N*H'*W', HH*WW*C)
+        dx_pad = col2im_of_product(dout_mat, self._weight_matrix(), (n, oh, ow, hh, ww, c),
+                                   h + 2 * self.pad, w + 2 * self.pad, self.stride)  # (N, Hp, Wp, C)
         dx = dx_pad[:, self.pad:self.pad + h, self.pad:self.pad + w, :]          # (N, H, W, C)
         return dx.transpose(0, 3, 1, 2)                                          # (N, C, H, W)
 
@@ -177,8 +177,9 @@ class ConvTranspose2d(Layer):
         oh, ow, full_h, full_w = self._sizes(h, w)
         assert oh > 0 and ow > 0, f"output would be {oh}x{ow}: padding {self.pad} too large"
         x_mat = x.transpose(0, 2, 3, 1).reshape(n * h * w, c)          # (N*H*W, C)
-        cols = (x_mat @ self._weight_matrix()).reshape(n, h, w, hh, ww, f)  # (N, H, W, HH, WW, F)
-        canvas = col2im(cols, full_h, full_w, self.stride)              # (N, H_full, W_full, F)
+        # canvas = col2im(x_mat @ W_mat), x_mat @ W_mat: (N*H*W, HH*WW*F)
+        canvas = col2im_of_product(x_mat, self._weight_matrix(), (n, h, w, hh, ww, f),
+                                   full_h, full_w, self.stride)         # (N, H_full, W_full, F)
         out = canvas[:, self.pad:self.pad + oh, self.pad:self.pad + ow, :]  # (N, H', W', F)
         out += self.b.data
         return out.transpose(0, 3, 1, 2), (x_mat, x.shape)              # (N, F, H', W') view
