@@ -5,8 +5,8 @@ Conventions (CS231n names, PyTorch shapes):
   convolution's is w (C, F, HH, WW) — exactly PyTorch's Conv2d / ConvTranspose2d layouts;
 - the cache is returned to the caller, never stored on the layer, so one layer can run several
   times in one step (a discriminator sees a real and a fake batch) and backprop each call;
-- parameter gradients are ADDED into ``param.grad`` (+=): two calls of one layer contribute both
-  gradients. Clear them explicitly with ``zero_grad()`` before each step.
+- parameter gradients are ADDED into ``param.grad`` (``param.accumulate(g)``: grad += g): two calls
+  of one layer contribute both gradients. Clear them explicitly with ``zero_grad()`` before each step.
 
 Memory order (a speed detail only — results never depend on it). The convolutions run as one GEMM
 on channels-last data (see im2col.py). So arrays of NCHW *shape* produced here are transposed views
@@ -22,19 +22,45 @@ from .im2col import col2im_of_product, im2col, out_size
 
 class Param:
     """A trainable array and the gradient accumulated into it. Optimizers key their state by the
-    Param object itself (not by a name), so two layers can never share moments by accident."""
+    Param object itself (not by a name), so two layers can never share moments by accident.
+
+    zero_grad() is lazy: it only marks the gradient as zero, and the next accumulate() writes
+    g instead of adding it. That skips a pass over every gradient per step (9.8M floats for the
+    reference net: zeroing them took 5.4 ms of a ~155 ms CPU step). Reading .grad in between
+    gives the zeros."""
 
     def __init__(self, data, name=""):
         self.data = data
-        self.grad = backend.xp.zeros_like(data)   # same shape *and* memory order as data
+        self._grad = backend.xp.zeros_like(data)   # same shape *and* memory order as data
+        self._grad_is_zero = False                 # True: _grad's contents are stale, read as 0
         self.name = name
 
     @property
     def shape(self):
         return self.data.shape
 
+    @property
+    def grad(self):
+        if self._grad_is_zero:
+            self._grad[...] = 0
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):      # `p.grad += g` adds in place, then assigns the same array back
+        if value is not self._grad:
+            self.grad[...] = value
+
     def zero_grad(self):
-        self.grad[...] = 0
+        self._grad_is_zero = True
+
+    def accumulate(self, g):
+        """grad ← grad + g  (grad ← g right after zero_grad)."""
+        if self._grad_is_zero:
+            self._grad[...] = g
+            self._grad_is_zero = False
+        else:
+            self._grad += g
 
     def __repr__(self):
         return f"Param({self.name or '?'}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
@@ -125,9 +151,9 @@ class Conv2d(Layer):
         f, _, hh, ww = self.w.data.shape
         oh, ow = dout.shape[2], dout.shape[3]
         dout_mat = dout.transpose(0, 2, 3, 1).reshape(n * oh * ow, f)  # (N*H'*W', F)
-        self.b.grad += dout_mat.sum(axis=0)
+        self.b.accumulate(dout_mat.sum(axis=0))
         dw_mat = dout_mat.T @ cols                                     # (F, HH*WW*C)
-        self.w.grad += dw_mat.reshape(f, hh, ww, c).transpose(0, 3, 1, 2)
+        self.w.accumulate(dw_mat.reshape(f, hh, ww, c).transpose(0, 3, 1, 2))
         if not need_dx:
             return None
         # dx_pad = col2im(dout_mat @ W_mat), dout_mat @ W_mat: (N*H'*W', HH*WW*C)
@@ -188,14 +214,14 @@ class ConvTranspose2d(Layer):
         x_mat, (n, c, h, w) = cache
         _, f, hh, ww = self.w.data.shape
         oh, ow, full_h, full_w = self._sizes(h, w)
-        self.b.grad += dout.sum(axis=(0, 2, 3))
+        self.b.accumulate(dout.sum(axis=(0, 2, 3)))
         # place dy back on the un-cropped canvas (zeros where the crop cut), then read windows
         xp = backend.xp
         canvas = xp.zeros((n, full_h, full_w, f), dtype=dout.dtype)     # (N, H_full, W_full, F)
         canvas[:, self.pad:self.pad + oh, self.pad:self.pad + ow, :] = dout.transpose(0, 2, 3, 1)
         dcols = im2col(canvas, hh, ww, self.stride, h, w).reshape(n * h * w, -1)  # (N*H*W, HH*WW*F)
         dw_mat = x_mat.T @ dcols                                        # (C, HH*WW*F)
-        self.w.grad += dw_mat.reshape(c, hh, ww, f).transpose(0, 3, 1, 2)
+        self.w.accumulate(dw_mat.reshape(c, hh, ww, f).transpose(0, 3, 1, 2))
         if not need_dx:
             return None
         dx_mat = dcols @ self._weight_matrix().T                        # (N*H*W, C)
@@ -219,8 +245,8 @@ class Dense(Layer):
         return y, x
 
     def backward(self, dout, x, need_dx=True):
-        self.w.grad += dout.T @ x                                       # (out, in)
-        self.b.grad += dout.sum(axis=0)
+        self.w.accumulate(dout.T @ x)                                   # (out, in)
+        self.b.accumulate(dout.sum(axis=0))
         return dout @ self.w.data if need_dx else None                                       # (N, in)
 
 
