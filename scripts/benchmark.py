@@ -7,9 +7,12 @@ Measures, in one run, float32 at the reference width unless told otherwise:
   2. the encoder conv stack and the decoder deconv stack, forward + backward;
   3. the full CDAAE training step (D step + AE step, Adam included), N2;
   4. generation of one batch of faces;
-  5. per-layer forward/backward times of the step's convolutions;
-  6. when PyTorch happens to be installed, the same network and step in PyTorch on the same data
-     and threads (never a dependency).
+  5. where the step's time goes: the step's own GEMMs alone (the same 115 products on fresh
+     matrices), its Adam updates alone, and the rest; the machine's copy bandwidth, Adam's
+     memory-traffic floor, and so the best fraction of the GEMM rate this step could reach here;
+  6. per-layer forward/backward times of the step's convolutions;
+  7. when PyTorch happens to be installed, the same network and step in PyTorch on the same data
+     and threads, or on the same GPU with --device gpu (never a dependency).
 It prints ms, GFLOP/s, the fraction of the GEMM rate, and the projected time of the paper's RaFD
 schedule (9600 pairs × 40 epochs at batch 32 = 12,000 steps).
 
@@ -78,19 +81,20 @@ def _gemm_flops(layer, x_shape, y_shape):
 
 @contextlib.contextmanager
 def count_flops(records):
-    """Patch the GEMM layers so each forward/backward appends (layer, phase, shape, FLOPs)."""
+    """Patch the GEMM layers so each forward/backward appends (layer, phase, forward input shape,
+    FLOPs, need_dx)."""
     originals = {}
     for cls in (layers.Conv2d, layers.ConvTranspose2d, layers.Dense):
         originals[cls] = (cls.forward, cls.backward)
 
         def forward(self, x, _orig=cls.forward):
             y, cache = _orig(self, x)
-            self._bench_flops = _gemm_flops(self, x.shape, y.shape)
-            records.append((self, "fwd", tuple(x.shape), self._bench_flops))
+            self._bench_flops, self._bench_x_shape = _gemm_flops(self, x.shape, y.shape), tuple(x.shape)
+            records.append((self, "fwd", self._bench_x_shape, self._bench_flops, False))
             return y, cache
 
         def backward(self, dout, cache, need_dx=True, _orig=cls.backward):
-            records.append((self, "bwd", tuple(dout.shape), self._bench_flops * (2 if need_dx else 1)))
+            records.append((self, "bwd", self._bench_x_shape, self._bench_flops * (2 if need_dx else 1), need_dx))
             return _orig(self, dout, cache, need_dx=need_dx)
 
         cls.forward, cls.backward = forward, backward
@@ -139,7 +143,7 @@ def step_benchmark(args, gemm):
         objective.step(x_s, x_t, labels)
     flops = sum(r[3] for r in records)
     best, median = best_time(lambda: objective.step(x_s, x_t, labels), args.repeats, warmup=2)
-    rate = report(f"training step N2 (batch {args.batch})", best, flops, gemm, median)
+    report(f"training step N2 (batch {args.batch})", best, flops, gemm, median)
     print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * median / 60:.1f} min at the median step")
     model = objective.model
     gen_best, _ = best_time(lambda: model.autoencode(x_s, labels), args.repeats)
@@ -147,14 +151,14 @@ def step_benchmark(args, gemm):
     with count_flops(gen_records):
         model.autoencode(x_s, labels)
     report(f"generate {args.batch} faces", gen_best, sum(r[3] for r in gen_records), gemm)
-    return objective, records, median, flops, rate
+    return objective, records, best, median, flops
 
 
 def per_layer(objective, records, repeats):
     """Time each distinct conv/deconv layer of the step, forward and backward, on its real shape."""
     print("\nper layer (shapes as in the step; backward includes the input gradient):")
     seen = set()
-    for layer, phase, shape, flops in records:
+    for layer, phase, shape, flops, _ in records:
         if phase != "fwd" or id(layer) in seen or isinstance(layer, layers.Dense):
             continue
         seen.add(id(layer))
@@ -167,15 +171,76 @@ def per_layer(objective, records, repeats):
               f"bwd {bwd * 1e3:6.2f} ms {2 * flops / bwd / 1e9:6.1f} GFLOP/s", flush=True)
 
 
+def _gemm_shapes(layer, phase, x_shape, need_dx=True):
+    """The (M, K, N) products (M×K @ K×N) that one forward or backward of a layer runs, for the
+    forward input shape x_shape (as in layers.py)."""
+    n = x_shape[0]
+    if isinstance(layer, layers.Dense):                  # y = x Wᵀ;  dW = dyᵀ x;  dx = dy W
+        out_f, in_f = layer.w.data.shape
+        return [(n, in_f, out_f)] if phase == "fwd" else [(out_f, n, in_f)] + [(n, out_f, in_f)] * need_dx
+    k2 = layer.kernel ** 2
+    if isinstance(layer, layers.Conv2d):                 # rows = output pixels: y = cols Wᵀ
+        f, c = layer.w.data.shape[:2]
+        size = lambda s: (s + 2 * layer.pad - layer.kernel) // layer.stride + 1
+        rows = n * size(x_shape[2]) * size(x_shape[3])
+        return [(rows, c * k2, f)] if phase == "fwd" else [(f, rows, c * k2)] + [(rows, f, c * k2)] * need_dx
+    c, f = layer.w.data.shape[:2]                        # transposed: rows = input pixels, cols = x W
+    rows = n * x_shape[2] * x_shape[3]
+    return [(rows, c, k2 * f)] if phase == "fwd" else [(c, rows, k2 * f)] + [(rows, k2 * f, c)] * need_dx
+
+
+def memory_bandwidth(repeats, mib=256):
+    """Copy rate of a large float32 array in GB/s, counting the bytes read and written."""
+    src = backend.xp.ones(mib * 2 ** 20 // 4, dtype=np.float32)
+    dst = backend.xp.empty_like(src)
+    best, _ = best_time(lambda: backend.xp.copyto(dst, src), repeats)
+    return 2 * src.nbytes / best / 1e9
+
+
+def breakdown(objective, records, step_seconds, flops, gemm, repeats):
+    """Where the (best) step's time goes: its GEMMs alone (the same products on fresh matrices), its three
+    Adam updates alone, and the rest (im2col/col2im copies, activations, losses). Adam reads θ, g, m,
+    v and writes θ, m, v: 28 bytes per float32 parameter, so memory bandwidth bounds it from below."""
+    rng = np.random.default_rng(0)
+    products = []
+    for layer, phase, shape, _, need_dx in records:
+        products += _gemm_shapes(layer, phase, shape, need_dx)
+    assert sum(2 * m * k * n for m, k, n in products) == flops, "GEMM shapes disagree with the FLOP count"
+    operands = {}
+    for m, k, n in set(products):
+        operands[m, k, n] = (backend.to_device(rng.standard_normal((m, k)).astype(np.float32)),
+                             backend.to_device(rng.standard_normal((k, n)).astype(np.float32)))
+    gemm_seconds, _ = best_time(lambda: [operands[mkn][0] @ operands[mkn][1] for mkn in products], repeats)
+    adam_seconds, _ = best_time(lambda: [opt.step() for opt in objective.optimizers.values()], repeats)
+    params = sum(p.data.size for p in objective.model.params())
+    bandwidth = memory_bandwidth(repeats)
+    adam_floor = params * 28 / bandwidth / 1e9
+    rest = step_seconds - gemm_seconds - adam_seconds
+    print(f"\nwhere the step's time goes ({len(products)} GEMMs, {params / 1e6:.2f}M parameters, "
+          f"copy bandwidth {bandwidth:.1f} GB/s):")
+    for name, seconds in (("the step's GEMMs alone", gemm_seconds), ("Adam (3 optimizers) alone", adam_seconds),
+                          ("the rest: im2col/col2im, activations, losses", rest)):
+        print(f"  {name:<46} {seconds * 1e3:7.1f} ms  {seconds / step_seconds:6.1%} of the step")
+    print(f"  Adam's memory-traffic floor: {params * 28 / 1e6:.0f} MB / {bandwidth:.1f} GB/s = {adam_floor * 1e3:.1f} ms")
+    print(f"  the GEMMs alone run at {flops / gemm_seconds / 1e9:.1f} GFLOP/s = {flops / gemm_seconds / 1e9 / gemm:.1%} "
+          f"of GEMM; with Adam at its floor and nothing else: "
+          f"{flops / (gemm_seconds + adam_floor) / 1e9 / gemm:.1%} of GEMM at best on this machine", flush=True)
+
+
 # ---- the same network in PyTorch (optional second opinion) -----------------------------------------
 
 def torch_step_fn(args):
-    """The same network and step in PyTorch, as a callable; None when PyTorch is not installed."""
+    """The same network and step in PyTorch, as a callable, on the CPU or (when our backend is the
+    GPU) on CUDA; (None, None) when PyTorch (with CUDA, for the GPU) is not installed."""
     try:
         import torch
         from torch import nn
     except ImportError:
         print("\nPyTorch not installed: no side-by-side reference (optional; `pip install torch`).")
+        return None, None
+    device = "cuda" if backend.device_name() == "gpu" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print(f"\nPyTorch {torch.__version__} has no CUDA here: no side-by-side reference on the GPU.")
         return None, None
     torch.manual_seed(0)
     w = lambda c: max(1, int(round(c * args.width)))
@@ -194,11 +259,14 @@ def torch_step_fn(args):
     dg = [3, w(16), w(32), w(64), w(128)]
     d_g = nn.Sequential(*[m for i in range(4) for m in (conv(dg[i], dg[i + 1]), lrelu())], nn.Flatten(),
                         nn.Linear(dg[4] * 4, w(1024)), lrelu(), nn.Linear(w(1024), 1))
+    for m in (e1, e2, g1, g2, d_e, d_g):
+        m.to(device)
     ae_params = [p for m in (e1, e2, g1, g2) for p in m.parameters()]
     opt_ae = torch.optim.Adam(ae_params, lr=1e-3)
     opt_de, opt_dg = torch.optim.Adam(d_e.parameters(), lr=1e-4), torch.optim.Adam(d_g.parameters(), lr=1e-4)
     bce = nn.BCEWithLogitsLoss()
-    x_s, x_t, labels = (torch.from_numpy(backend.to_host(a)) for a in batch(args.batch, 8))
+    x_s, x_t, labels = (torch.from_numpy(backend.to_host(a)).to(device) for a in batch(args.batch, 8))
+    ones, zeros = torch.ones(args.batch, 1, device=device), torch.zeros(args.batch, 1, device=device)
 
     def step():   # the same order as objective.Objective.step: one E/G forward, D step, AE step
         h = e1(x_s)
@@ -206,17 +274,19 @@ def torch_step_fn(args):
         x_hat = g2(h + g1(torch.cat([z, labels], 1)))
         opt_de.zero_grad(); opt_dg.zero_grad()
         z_prior = torch.randn_like(z)
-        d_loss = (bce(d_e(z_prior), torch.ones(len(z), 1)) + bce(d_e(z.detach()), torch.zeros(len(z), 1))
-                  + bce(d_g(x_s), torch.ones(len(z), 1)) + bce(d_g(x_hat.detach()), torch.zeros(len(z), 1)))
+        d_loss = (bce(d_e(z_prior), ones) + bce(d_e(z.detach()), zeros)
+                  + bce(d_g(x_s), ones) + bce(d_g(x_hat.detach()), zeros))
         d_loss.backward()
         opt_de.step(); opt_dg.step()
         opt_ae.zero_grad()
-        loss = (((x_hat - x_t) ** 2).mean() + 1e-2 * bce(d_e(z), torch.ones(len(z), 1))
-                + 1e-3 * bce(d_g(x_hat), torch.ones(len(z), 1)))
+        loss = (((x_hat - x_t) ** 2).mean() + 1e-2 * bce(d_e(z), ones) + 1e-3 * bce(d_g(x_hat), ones))
         loss.backward()
         opt_ae.step()
+        if device == "cuda":
+            torch.cuda.synchronize()            # time the work, not the kernel launches
 
-    return step, f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads"
+    return step, f"PyTorch {torch.__version__} ({where})"
 
 
 def interleaved(fns, repeats, warmup=2):
@@ -261,10 +331,11 @@ def main():
     x_code = backend.to_device(rng.standard_normal((args.batch, chans[4], 2, 2)).astype(np.float32))
     stack_benchmark("encoder conv stack fwd+bwd", encoder, x_img, args.repeats, gemm)
     stack_benchmark("decoder deconv stack fwd+bwd", decoder, x_code, args.repeats, gemm)
-    objective, records, median, flops, rate = step_benchmark(args, gemm)
+    objective, records, best, median, flops = step_benchmark(args, gemm)
+    breakdown(objective, records, best, flops, gemm, args.repeats)
     if not args.skip_layers:
         per_layer(objective, records, args.repeats)
-    if not args.no_torch and backend.device_name() == "cpu":
+    if not args.no_torch:
         torch_step, torch_name = torch_step_fn(args)
         if torch_step is not None:
             x_s, x_t, labels = batch(args.batch, 8)
