@@ -50,10 +50,19 @@ def pytest_report_header(config):
     return f"tinycdaae test device: {config.getoption('--device')}"
 
 
+_HOST_ONLY = strict_device.host_only_functions()     # np.asarray, np.testing... refusing device arrays
+
+
 @pytest.fixture(autouse=True)
 def device(request):
-    """The chosen device name; the backend is switched to it for the test, and back to NumPy after."""
+    """The chosen device name; the backend is switched to it for the test, and back to NumPy after.
+    Under strict, np.asarray / np.array / np.testing's comparisons also refuse device arrays, as
+    they do on CuPy (the stand-in's arrays cannot refuse them by themselves)."""
     name = request.config.getoption("--device")
-    _select(name)
-    yield name
-    backend.use("cpu")
+    with pytest.MonkeyPatch.context() as patch:   # not the test's monkeypatch: its undo() keeps these
+        if name == "strict":
+            for module, function_name, replacement in _HOST_ONLY:
+                patch.setattr(module, function_name, replacement)
+        _select(name)
+        yield name
+        backend.use("cpu")
