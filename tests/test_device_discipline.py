@@ -93,3 +93,14 @@ def test_gradient_checks_run_on_the_device_backend(strict_backend):
         errors = thunk()
         assert max(errors.values()) < gradcheck.NETWORK_TOLERANCE, (group, desc, errors)
 
+
+def test_the_expression_reader_reads_its_loss_back_once_per_epoch(strict_backend):
+    """The evaluation's reader trains on the device; its loss is summed there and read back once
+    per epoch (a float() per batch would stall a GPU on every batch)."""
+    from tinycdaae.evaluation import ClassifierConfig, ExpressionReader
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-1, 1, (40, 3, 32, 32)).astype(np.float32)
+    labels = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 40)]
+    reader = ExpressionReader("emotion", 8, ClassifierConfig(epochs=2, batch_size=8))    # 5 batches an epoch
+    reader.fit(images, labels)
+    assert len(reader.history) == 2 and strict_device.transfers["scalar"] == 2
