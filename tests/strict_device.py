@@ -2,14 +2,17 @@
 
 Arrays of this module are `DeviceArray`s (a NumPy subclass). Like CuPy arrays they:
 - refuse to be mixed with host NumPy arrays in arithmetic (CuPy raises TypeError);
+- refuse host arrays assigned into them (dev[...] = host: a ValueError on CuPy);
 - refuse NumPy *functions* (np.concatenate(dev), np.exp(dev)...: on CuPy these either fail or
   silently copy to the host) — library code must call backend.xp.<function>;
 - refuse hidden bulk transfers (tolist(), __array__); `.get()` / backend.to_host is the explicit
-  way. (np.asarray(dev) returns a base-class view of a subclass without asking it, so that one
-  mistake is out of this stand-in's reach: CuPy itself raises TypeError there.)
+  way. (np.asarray(dev) returns a base-class view of a subclass without asking it, so the array
+  cannot refuse it; `host_only_functions()` lists the replacements for np.asarray, np.array and
+  np.testing's comparisons that refuse device arrays, as CuPy does, for a test run to install.)
 Scalar conversions (float(dev), bool(dev)) are what CuPy does as a synchronising transfer:
 they are allowed but counted, so a test can bound the host round-trips per training step.
 """
+import functools
 import types
 
 import numpy as np
@@ -38,6 +41,14 @@ class DeviceArray(np.ndarray):
     def __array__(self, dtype=None, copy=None):
         raise DeviceDisciplineError("implicit device -> host conversion (np.asarray on a device array); "
                                     "use backend.to_host(array) where a host copy is really wanted")
+
+    def __setitem__(self, index, value):
+        if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim > 0
+                                                and not isinstance(value, DeviceArray)):
+            raise DeviceDisciplineError(
+                "a host array was assigned into a device array (dev[...] = host): CuPy raises ValueError "
+                "('non-scalar numpy.ndarray cannot be used for fill'); move it with backend.to_device first")
+        super().__setitem__(index, value)
 
     def get(self):
         return np.array(self.view(np.ndarray))
@@ -112,3 +123,37 @@ xp.asarray = _device_function(lambda a, dtype=None: np.array(a, dtype=dtype), ac
 xp.ascontiguousarray = _device_function(np.ascontiguousarray)
 xp.lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=_device_function(np.lib.stride_tricks.as_strided)))
+
+
+# NumPy functions that take a device array silently (they see an ndarray subclass) but raise
+# TypeError on CuPy: the implicit device -> host copy. A strict test run replaces them for each test.
+HOST_ONLY = {np: ("asarray", "asanyarray", "array", "ascontiguousarray", "asfortranarray"),
+             np.testing: ("assert_allclose", "assert_array_equal", "assert_equal", "assert_almost_equal",
+                          "assert_array_almost_equal", "assert_array_less")}
+
+
+def _holds_device_array(value):
+    if isinstance(value, DeviceArray):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_device_array(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_device_array(v) for v in value.values())
+    return False
+
+
+def _refusing_device_arrays(fn, where):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if _holds_device_array(args) or _holds_device_array(kwargs):
+            raise DeviceDisciplineError(f"{where} was given a device array: an implicit device -> host "
+                                        f"conversion, a TypeError on CuPy; use backend.to_host(array)")
+        return fn(*args, **kwargs)
+    return call
+
+
+def host_only_functions():
+    """(module, name, replacement) for every HOST_ONLY function: install with monkeypatch.setattr."""
+    prefix = {np: "np", np.testing: "np.testing"}
+    return [(module, name, _refusing_device_arrays(getattr(module, name), f"{prefix[module]}.{name}"))
+            for module, names in HOST_ONLY.items() for name in names]

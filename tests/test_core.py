@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tinycdaae import backend, gradcheck, im2col, layers, losses, reference
+from tinycdaae.backend import to_device, to_host
 from tinycdaae.optim import Adam
 
 F64 = np.float64
@@ -29,9 +30,9 @@ def test_few_channels_col2im_equals_col2im():
     for n, out_h, out_w, k_h, k_w, c, s in [(2, 4, 5, 5, 5, 3, 2), (1, 3, 3, 3, 2, 2, 1), (2, 3, 2, 4, 4, 1, 3)]:
         cols = rng.standard_normal((n, out_h, out_w, k_h, k_w, c))
         padded_h, padded_w = (out_h - 1) * s + k_h + 1, (out_w - 1) * s + k_w   # with and without a spare row
-        expected = im2col.col2im(cols, padded_h, padded_w, s)
-        got = im2col.col2im_few_channels(np.ascontiguousarray(cols.transpose(3, 4, 5, 0, 1, 2)),
-                                         padded_h, padded_w, s)
+        expected = to_host(im2col.col2im(to_device(cols), padded_h, padded_w, s))
+        cols_t = to_device(np.ascontiguousarray(cols.transpose(3, 4, 5, 0, 1, 2)))   # (HH, WW, C, N, H', W')
+        got = to_host(im2col.col2im_few_channels(cols_t, padded_h, padded_w, s))
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
 
@@ -42,15 +43,15 @@ def test_conv_matches_loop_oracle_forward_and_backward(n, c, h, w, f, k, s, p, c
     rng = np.random.default_rng(0)
     conv = layers.Conv2d(c, f, k, s, p, rng=rng, dtype=F64)
     x = rng.standard_normal((n, c, h, w))
-    y, cache = conv.forward(x)
-    w_, b_ = np.array(conv.w.data), np.array(conv.b.data)
-    np.testing.assert_allclose(y, reference.conv2d_loop(x, w_, b_, s, p), rtol=1e-12, atol=1e-12)
+    y, cache = conv.forward(to_device(x))
+    w_, b_ = to_host(conv.w.data), to_host(conv.b.data)
+    np.testing.assert_allclose(to_host(y), reference.conv2d_loop(x, w_, b_, s, p), rtol=1e-12, atol=1e-12)
     dout = rng.standard_normal(y.shape)
-    dx = conv.backward(dout, cache)
+    dx = conv.backward(to_device(dout), cache)
     dx_ref, dw_ref, db_ref = reference.conv2d_loop_backward(dout, x, w_, s, p)
-    np.testing.assert_allclose(dx, dx_ref, atol=1e-12)
-    np.testing.assert_allclose(conv.w.grad, dw_ref, atol=1e-12)
-    np.testing.assert_allclose(conv.b.grad, db_ref, atol=1e-12)
+    np.testing.assert_allclose(to_host(dx), dx_ref, atol=1e-12)
+    np.testing.assert_allclose(to_host(conv.w.grad), dw_ref, atol=1e-12)
+    np.testing.assert_allclose(to_host(conv.b.grad), db_ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("n,c,h,w,f,k,s,p,op", [
@@ -59,10 +60,10 @@ def test_conv_transpose_matches_loop_oracle(n, c, h, w, f, k, s, p, op, col2im_p
     rng = np.random.default_rng(1)
     deconv = layers.ConvTranspose2d(c, f, k, s, p, op, rng=rng, dtype=F64)
     x = rng.standard_normal((n, c, h, w))
-    y, _ = deconv.forward(x)
-    expected = reference.conv_transpose2d_loop(x, np.array(deconv.w.data), np.array(deconv.b.data), s, p, op)
+    y, _ = deconv.forward(to_device(x))
+    expected = reference.conv_transpose2d_loop(x, to_host(deconv.w.data), to_host(deconv.b.data), s, p, op)
     assert y.shape == expected.shape == (n, f, (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op)
-    np.testing.assert_allclose(y, expected, atol=1e-12)
+    np.testing.assert_allclose(to_host(y), expected, atol=1e-12)
 
 
 def test_conv_transpose_is_the_adjoint_of_conv(col2im_path):
@@ -73,12 +74,12 @@ def test_conv_transpose_is_the_adjoint_of_conv(col2im_path):
     deconv.w.data[...] = conv.w.data                      # (F=4, C=3, 5, 5) used as (C_in=4, F_out=3)
     conv.b.data[...] = 0
     deconv.b.data[...] = 0
-    x, y = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((2, 4, 4, 4))
-    assert np.isclose((conv.forward(x)[0] * y).sum(), (x * deconv.forward(y)[0]).sum(), rtol=1e-12)
+    x, y = to_device(rng.standard_normal((2, 3, 8, 8))), to_device(rng.standard_normal((2, 4, 4, 4)))
+    assert np.isclose(float((conv.forward(x)[0] * y).sum()), float((x * deconv.forward(y)[0]).sum()), rtol=1e-12)
 
 
 def test_same_padding_halves_and_doubles_like_the_reference_net():
-    x = np.zeros((2, 3, 32, 32), np.float32)
+    x = to_device(np.zeros((2, 3, 32, 32), np.float32))
     y, _ = layers.Conv2d(3, 8, 5, 2, 2).forward(x)
     assert y.shape == (2, 8, 16, 16) and y.dtype == np.float32
     z, _ = layers.ConvTranspose2d(8, 3, 5, 2, 2, 1).forward(y)
@@ -89,11 +90,11 @@ def test_plain_nchw_inputs_and_weights_give_the_same_numbers():
     """Memory order is only a speed detail: a C-contiguous weight and input give identical y."""
     rng = np.random.default_rng(3)
     conv = layers.Conv2d(3, 5, 5, 2, 2, rng=rng, dtype=F64)
-    x = rng.standard_normal((2, 3, 8, 8))
+    x = to_device(rng.standard_normal((2, 3, 8, 8)))
     y1, _ = conv.forward(x)
-    conv.w.data = np.ascontiguousarray(conv.w.data)
-    y2, _ = conv.forward(np.asfortranarray(x))
-    np.testing.assert_array_equal(y1, y2)
+    conv.w.data = backend.xp.ascontiguousarray(conv.w.data)
+    y2, _ = conv.forward(backend.xp.asfortranarray(x))
+    np.testing.assert_array_equal(to_host(y1), to_host(y2))
 
 
 def test_planted_wrong_gradient_is_caught():
@@ -125,8 +126,8 @@ def test_layer_used_twice_accumulates_both_gradients():
     sum of both calls' gradients, which is what you get from one call on the stacked batch."""
     rng = np.random.default_rng(5)
     conv = layers.Conv2d(2, 3, 5, 2, 2, rng=rng, dtype=F64)
-    real, fake = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 6, 6))
-    d_real, d_fake = rng.standard_normal((2, 3, 3, 3)), rng.standard_normal((3, 3, 3, 3))
+    real, fake = to_device(rng.standard_normal((2, 2, 6, 6))), to_device(rng.standard_normal((3, 2, 6, 6)))
+    d_real, d_fake = to_device(rng.standard_normal((2, 3, 3, 3))), to_device(rng.standard_normal((3, 3, 3, 3)))
     conv.zero_grad()
     y_real, cache_real = conv.forward(real)
     y_fake, cache_fake = conv.forward(fake)        # second call must not overwrite the first cache
@@ -134,17 +135,17 @@ def test_layer_used_twice_accumulates_both_gradients():
     conv.backward(d_fake, cache_fake)
     two_calls = conv.w.grad.copy(), conv.b.grad.copy()
     conv.zero_grad()
-    _, cache = conv.forward(np.concatenate([real, fake]))
-    conv.backward(np.concatenate([d_real, d_fake]), cache)
-    np.testing.assert_allclose(two_calls[0], conv.w.grad, atol=1e-12)
-    np.testing.assert_allclose(two_calls[1], conv.b.grad, atol=1e-12)
+    _, cache = conv.forward(backend.xp.concatenate([real, fake]))
+    conv.backward(backend.xp.concatenate([d_real, d_fake]), cache)
+    np.testing.assert_allclose(to_host(two_calls[0]), to_host(conv.w.grad), atol=1e-12)
+    np.testing.assert_allclose(to_host(two_calls[1]), to_host(conv.b.grad), atol=1e-12)
     conv.zero_grad()
     assert not conv.w.grad.any() and not conv.b.grad.any()
 
 
 def test_adam_matches_hand_computed_updates():
     """Three steps of Adam on one scalar, computed by hand from Algorithm 1 of the paper."""
-    p = layers.Param(np.array([1.0]), "theta")
+    p = layers.Param(to_device(np.array([1.0])), "theta")
     opt = Adam([p], lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
     grads = [0.5, -1.0, 2.0]
     m = v = 0.0
@@ -155,16 +156,16 @@ def test_adam_matches_hand_computed_updates():
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         theta -= 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-        assert p.data[0] == pytest.approx(theta, rel=1e-12)
+        assert float(p.data[0]) == pytest.approx(theta, rel=1e-12)
     # first step of Adam moves every parameter by ~lr whatever the gradient's scale
-    q = layers.Param(np.array([0.0, 0.0]))
-    q.grad[...] = [1e-4, -300.0]
+    q = layers.Param(to_device(np.array([0.0, 0.0])))
+    q.grad[...] = to_device(np.array([1e-4, -300.0]))
     Adam([q], lr=0.01).step()
-    np.testing.assert_allclose(q.data, [-0.01, 0.01], rtol=1e-3)
+    np.testing.assert_allclose(to_host(q.data), [-0.01, 0.01], rtol=1e-3)
 
 
 def test_adam_state_is_per_parameter_object():
-    a, b = layers.Param(np.zeros(2), "w"), layers.Param(np.zeros(2), "w")   # same name on purpose
+    a, b = layers.Param(to_device(np.zeros(2)), "w"), layers.Param(to_device(np.zeros(2)), "w")   # same name on purpose
     opt = Adam([a, b], lr=0.1)
     a.grad[...], b.grad[...] = 1.0, -1.0
     opt.step()
@@ -173,15 +174,21 @@ def test_adam_state_is_per_parameter_object():
         Adam([a, a])
 
 
+def on_device(loss_fn, pred, target):
+    """A loss run on the active device from host inputs; (value, gradient) back on the host."""
+    value, grad = loss_fn(to_device(pred), to_device(target))
+    return to_host(value), to_host(grad)
+
+
 def test_extreme_logits_give_finite_bce_and_gradients():
     z = np.array([[-1e4], [-80.0], [-50.0], [0.0], [50.0], [80.0], [1e4]], np.float32)
     for target in (0.0, 1.0):
         y = np.full_like(z, target)
-        loss, grad = losses.bce_with_logits(z, y)
+        loss, grad = on_device(losses.bce_with_logits, z, y)
         assert np.isfinite(loss) and np.isfinite(grad).all()
-    loss, grad = losses.bce_with_logits(np.array([[1e4]], np.float32), np.array([[0.0]], np.float32))
+    loss, grad = on_device(losses.bce_with_logits, np.array([[1e4]], np.float32), np.array([[0.0]], np.float32))
     assert loss == pytest.approx(1e4, rel=1e-6) and grad[0, 0] == pytest.approx(1.0)
-    loss, _ = losses.bce_with_logits(np.array([[60.0]]), np.array([[1.0]]))
+    loss, _ = on_device(losses.bce_with_logits, np.array([[60.0]]), np.array([[1.0]]))
     assert 0 <= loss < 1e-20                               # log(1 + e^-60) ≈ 8.8e-27, not 0 by cancellation
 
 
@@ -190,27 +197,27 @@ def test_bce_matches_the_naive_formula_where_that_is_safe():
     z, y = rng.standard_normal((10, 1)), rng.uniform(0, 1, (10, 1))
     s = 1 / (1 + np.exp(-z))
     naive = -(y * np.log(s) + (1 - y) * np.log(1 - s)).mean()
-    assert losses.bce_with_logits(z, y)[0] == pytest.approx(naive, rel=1e-12)
+    assert on_device(losses.bce_with_logits, z, y)[0] == pytest.approx(naive, rel=1e-12)
 
 
 def test_softmax_cross_entropy_known_values_and_extreme_logits():
     # two classes with equal logits: softmax = (1/2, 1/2), loss log 2, gradient (±1/2) / N
-    loss, grad = losses.softmax_cross_entropy(np.zeros((2, 2)), np.eye(2))
+    loss, grad = on_device(losses.softmax_cross_entropy, np.zeros((2, 2)), np.eye(2))
     assert loss == pytest.approx(np.log(2)) and np.allclose(grad, [[-0.25, 0.25], [0.25, -0.25]])
     rng = np.random.default_rng(7)
     z, y = rng.standard_normal((6, 5)), np.eye(5)[rng.integers(0, 5, 6)]
     naive = -(y * np.log(np.exp(z) / np.exp(z).sum(1, keepdims=True))).sum(1).mean()
-    assert losses.softmax_cross_entropy(z, y)[0] == pytest.approx(naive, rel=1e-12)
+    assert on_device(losses.softmax_cross_entropy, z, y)[0] == pytest.approx(naive, rel=1e-12)
     # logits far beyond float32's exp range: the naive formula overflows, this must not
     z = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], np.float32)
-    loss, grad = losses.softmax_cross_entropy(z, np.eye(3, dtype=np.float32)[[0, 0]])
+    loss, grad = on_device(losses.softmax_cross_entropy, z, np.eye(3, dtype=np.float32)[[0, 0]])
     assert np.isfinite(loss) and np.isfinite(grad).all()
     assert loss == pytest.approx((1e4 + np.log(2)) / 2, rel=1e-6)   # row 1 right and certain; row 2: 1e4 + log 2
     assert grad[0].tolist() == [0, 0, 0] and grad[1, 0] == pytest.approx(-0.5)
 
 
 def test_mse_value():
-    loss, grad = losses.mse(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
+    loss, grad = on_device(losses.mse, np.array([1.0, 3.0]), np.array([0.0, 0.0]))
     assert loss == 5.0 and grad.tolist() == [1.0, 3.0]
 
 
@@ -244,20 +251,20 @@ def test_adam_in_cache_blocks_equals_adam_on_whole_arrays(monkeypatch):
         rng = np.random.default_rng(0)
         conv, dense = layers.Conv2d(8, 16, 5, 2, 2, rng=rng), layers.Dense(300, 700, rng=rng)
         for p in conv.params() + dense.params():
-            p.grad[...] = rng.standard_normal(p.shape)
+            p.grad[...] = to_device(rng.standard_normal(p.shape))
         return conv, dense, Adam(conv.params() + dense.params(), lr=0.01)
 
     conv_a, dense_a, opt_a = make()
     conv_b, dense_b, opt_b = make()
     monkeypatch.setattr(backend, "elementwise_chunk", lambda: 1000)        # many blocks, a ragged end
-    conv_a.w.data = np.ascontiguousarray(conv_a.w.data)                      # layouts now differ
+    conv_a.w.data = backend.xp.ascontiguousarray(conv_a.w.data)                      # layouts now differ
     for _ in range(3):
         opt_a.step()
     monkeypatch.setattr(backend, "elementwise_chunk", lambda: None)
-    conv_b.w.data = np.ascontiguousarray(conv_b.w.data)
+    conv_b.w.data = backend.xp.ascontiguousarray(conv_b.w.data)
     for _ in range(3):
         opt_b.step()
-    initial = [p.data.copy() for p in make()[0].params() + make()[1].params()]
+    initial = [to_host(p.data) for p in make()[0].params() + make()[1].params()]
     for p, q, p0 in zip(conv_a.params() + dense_a.params(), conv_b.params() + dense_b.params(), initial):
-        np.testing.assert_array_equal(p.data, q.data)
-        assert np.abs(p.data - p0).min() > 0                   # every entry was updated
+        np.testing.assert_array_equal(to_host(p.data), to_host(q.data))
+        assert np.abs(to_host(p.data) - p0).min() > 0          # every entry was updated

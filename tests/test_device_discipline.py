@@ -28,8 +28,24 @@ def test_the_stand_in_catches_each_mistake(strict_backend):
         np.where(dev > 0, dev, 0)
     with pytest.raises(strict_device.DeviceDisciplineError, match="tolist"):
         dev.tolist()
+    with pytest.raises(strict_device.DeviceDisciplineError, match="assigned"):
+        dev[...] = np.zeros((2, 3), np.float32)
+    dev[0] = 5.0                                                   # scalars are fine, as on CuPy
     assert isinstance(backend.xp.concatenate([dev, dev]), strict_device.DeviceArray)
-    assert backend.to_host(dev * 2).sum() == 12
+    assert backend.to_host(dev * 2).sum() == 2 * (5 * 3 + 3)
+
+
+def test_the_host_only_numpy_functions_refuse_device_arrays(strict_backend, monkeypatch):
+    """What `--device strict` installs around every test: np.asarray(dev) and np.testing on a
+    device result raise, as on CuPy, where the stand-in's arrays alone cannot refuse them."""
+    for module, name, replacement in strict_device.host_only_functions():
+        monkeypatch.setattr(module, name, replacement)
+    dev = backend.to_device(np.ones(3))
+    with pytest.raises(strict_device.DeviceDisciplineError, match="np.asarray"):
+        np.asarray(dev)
+    with pytest.raises(strict_device.DeviceDisciplineError, match="np.testing.assert_allclose"):
+        np.testing.assert_allclose(dev, 1.0)
+    np.testing.assert_allclose(backend.to_host(dev), 1.0)
 
 
 @pytest.mark.parametrize("skip", ["n2", "none"])
@@ -76,3 +92,15 @@ def test_gradient_checks_run_on_the_device_backend(strict_backend):
     for group, desc, thunk in gradcheck.network_checks(skips=("n2",), entries_per_param=1):
         errors = thunk()
         assert max(errors.values()) < gradcheck.NETWORK_TOLERANCE, (group, desc, errors)
+
+
+def test_the_expression_reader_reads_its_loss_back_once_per_epoch(strict_backend):
+    """The evaluation's reader trains on the device; its loss is summed there and read back once
+    per epoch (a float() per batch would stall a GPU on every batch)."""
+    from tinycdaae.evaluation import ClassifierConfig, ExpressionReader
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-1, 1, (40, 3, 32, 32)).astype(np.float32)
+    labels = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 40)]
+    reader = ExpressionReader("emotion", 8, ClassifierConfig(epochs=2, batch_size=8))    # 5 batches an epoch
+    reader.fit(images, labels)
+    assert len(reader.history) == 2 and strict_device.transfers["scalar"] == 2

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinycdaae import checkpoint, gradcheck
+from tinycdaae.backend import to_device, to_host
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 
@@ -63,15 +64,15 @@ def test_the_skip_connection_is_really_there(skip, monkeypatch):
     """Perturb E1's features on the skip path only (E2 keeps seeing the original features):
     x̂ must change for N1/N2/N3 and must not for `none`."""
     model = small_model(skip)
-    x_s, _, labels = fixed_pairs(4)
+    x_s, _, labels = map(to_device, fixed_pairs(4))
     x_hat, z, _, _ = model.autoencode(x_s, labels)
     h, _ = model.E1.forward(x_s)
     original_e1, original_e2 = model.E1.forward, model.E2.forward
     monkeypatch.setattr(model.E2, "forward", lambda features: original_e2(h))     # E2 sees the original h
     monkeypatch.setattr(model.E1, "forward", lambda x: (original_e1(x)[0] + 0.5, None))
     x_hat_perturbed, z_perturbed, _, _ = model.autoencode(x_s, labels)
-    np.testing.assert_array_equal(z, z_perturbed)
-    change = np.abs(x_hat_perturbed - x_hat).max()
+    np.testing.assert_array_equal(to_host(z), to_host(z_perturbed))
+    change = np.abs(to_host(x_hat_perturbed) - to_host(x_hat)).max()
     if skip == "none":
         assert change == 0
     else:
@@ -84,7 +85,7 @@ def test_seeded_training_is_bit_identical():
     for _ in range(2):
         objective = Objective(small_model("n2", seed=3), prior_seed=5)
         losses = [objective.step(x_s, x_t, labels) for _ in range(3)]
-        runs.append((losses, [p.data.copy() for p in objective.model.params()]))
+        runs.append((losses, [to_host(p.data.copy()) for p in objective.model.params()]))
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
@@ -110,11 +111,11 @@ def test_save_load_continue_equals_one_run(tmp_path, skip):
         resumed.step(x_s, x_t, labels)
     for a, b in zip(straight.model.params(), resumed.model.params()):
         assert a.name == b.name
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(to_host(a.data), to_host(b.data))
     for name, opt in straight.optimizers.items():
         assert opt.t == resumed.optimizers[name].t
         for p, q in zip(opt.params, resumed.optimizers[name].params):
-            np.testing.assert_array_equal(opt.m[p], resumed.optimizers[name].m[q])
+            np.testing.assert_array_equal(to_host(opt.m[p]), to_host(resumed.optimizers[name].m[q]))
 
 
 def test_checkpoint_from_another_network_is_refused_naming_the_mismatch(tmp_path):

@@ -245,7 +245,7 @@ class ExpressionReader:
         order_rng = np.random.default_rng([cfg.seed, 1])
         for _ in range(cfg.epochs_for(len(images))):
             order = order_rng.permutation(len(images))
-            total = 0.0
+            total = 0.0               # summed on the device: one read-back per epoch, not per batch
             for start in range(0, len(images), cfg.batch_size):
                 rows = order[start:start + cfg.batch_size]
                 x = backend.to_device(images[rows])
@@ -255,8 +255,8 @@ class ExpressionReader:
                 loss, d_outputs = self._loss(outputs, y)
                 self.net.backward(d_outputs, caches, need_dx=False)
                 optimizer.step()
-                total += float(loss) * len(rows)
-            self.history.append(total / len(images))
+                total = total + loss.astype("float64") * len(rows)
+            self.history.append(float(total) / len(images))
         return self
 
     def outputs(self, images, chunk=512):
