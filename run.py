@@ -610,6 +610,7 @@ def main(argv=None):
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["train"] + argv               # train is the default command
     args = parser.parse_args(argv)            # unknown options: argparse prints usage, exits 2
+    backend.keep_freed_memory()               # steps reuse freed memory (see backend.py)
     try:
         return COMMANDS[args.command](args)
     except (UsageError, DatasetError, checkpoint.CheckpointError, backend.BackendError) as err:

@@ -197,34 +197,41 @@ def memory_bandwidth(repeats, mib=256):
     return 2 * src.nbytes / best / 1e9
 
 
-def breakdown(objective, records, step_seconds, flops, gemm, repeats):
-    """Where the (best) step's time goes: its GEMMs alone (the same products on fresh matrices), its three
+def breakdown(objective, records, flops, batch_size, repeats, size=2048):
+    """Where the step's time goes: its GEMMs alone (the same products on fresh matrices), its three
     Adam updates alone, and the rest (im2col/col2im copies, activations, losses). Adam reads θ, g, m,
-    v and writes θ, m, v: 28 bytes per float32 parameter, so memory bandwidth bounds it from below."""
+    v and writes θ, m, v: 28 bytes per float32 parameter, so memory bandwidth bounds it from below.
+    The step, its parts and the square GEMM are timed in the same rounds (see interleaved): this
+    VM's speed drifts by up to ~30% over minutes, and a breakdown must not mix two speeds."""
     rng = np.random.default_rng(0)
     products = []
     for layer, phase, shape, _, need_dx in records:
         products += _gemm_shapes(layer, phase, shape, need_dx)
     assert sum(2 * m * k * n for m, k, n in products) == flops, "GEMM shapes disagree with the FLOP count"
     operands = {}
-    for m, k, n in set(products):
+    for m, k, n in set(products) | {(size, size, size)}:
         operands[m, k, n] = (backend.to_device(rng.standard_normal((m, k)).astype(np.float32)),
                              backend.to_device(rng.standard_normal((k, n)).astype(np.float32)))
-    gemm_seconds, _ = best_time(lambda: [operands[mkn][0] @ operands[mkn][1] for mkn in products], repeats)
-    adam_seconds, _ = best_time(lambda: [opt.step() for opt in objective.optimizers.values()], repeats)
+    x_s, x_t, labels = batch(batch_size, objective.model.config.label_dim)
+    (step, _), (gemms, _), (adam, _), (square, _) = interleaved([
+        lambda: objective.step(x_s, x_t, labels),
+        lambda: [operands[mkn][0] @ operands[mkn][1] for mkn in products],
+        lambda: [opt.step() for opt in objective.optimizers.values()],
+        lambda: operands[size, size, size][0] @ operands[size, size, size][1]], repeats)
+    gemm = 2 * size ** 3 / square / 1e9
     params = sum(p.data.size for p in objective.model.params())
     bandwidth = memory_bandwidth(repeats)
     adam_floor = params * 28 / bandwidth / 1e9
-    rest = step_seconds - gemm_seconds - adam_seconds
-    print(f"\nwhere the step's time goes ({len(products)} GEMMs, {params / 1e6:.2f}M parameters, "
-          f"copy bandwidth {bandwidth:.1f} GB/s):")
-    for name, seconds in (("the step's GEMMs alone", gemm_seconds), ("Adam (3 optimizers) alone", adam_seconds),
-                          ("the rest: im2col/col2im, activations, losses", rest)):
-        print(f"  {name:<46} {seconds * 1e3:7.1f} ms  {seconds / step_seconds:6.1%} of the step")
-    print(f"  Adam's memory-traffic floor: {params * 28 / 1e6:.0f} MB / {bandwidth:.1f} GB/s = {adam_floor * 1e3:.1f} ms")
-    print(f"  the GEMMs alone run at {flops / gemm_seconds / 1e9:.1f} GFLOP/s = {flops / gemm_seconds / 1e9 / gemm:.1%} "
-          f"of GEMM; with Adam at its floor and nothing else: "
-          f"{flops / (gemm_seconds + adam_floor) / 1e9 / gemm:.1%} of GEMM at best on this machine", flush=True)
+    print(f"\nwhere the step's time goes ({len(products)} GEMMs, {params / 1e6:.2f}M parameters; best of "
+          f"{repeats} rounds, each timing the step, its parts and a {size}² GEMM ({gemm:.1f} GFLOP/s) in turn):")
+    for name, seconds in (("the whole step", step), ("its GEMMs alone", gemms), ("its Adam updates alone (3 optimizers)", adam),
+                          ("the rest: im2col/col2im, activations, losses", step - gemms - adam)):
+        print(f"  {name:<46} {seconds * 1e3:7.1f} ms  {seconds / step:6.1%} of the step")
+    print(f"  copy bandwidth {bandwidth:.1f} GB/s: Adam's memory-traffic floor {params * 28 / 1e6:.0f} MB / "
+          f"{bandwidth:.1f} GB/s = {adam_floor * 1e3:.1f} ms")
+    print(f"  the whole step: {flops / step / 1e9 / gemm:.1%} of GEMM; its GEMMs alone: {flops / gemms / 1e9:.1f} "
+          f"GFLOP/s = {flops / gemms / 1e9 / gemm:.1%} of GEMM; with Adam at its floor and nothing else: "
+          f"{flops / (gemms + adam_floor) / 1e9 / gemm:.1%} of GEMM at best on this machine", flush=True)
 
 
 # ---- the same network in PyTorch (optional second opinion) -----------------------------------------
@@ -313,10 +320,15 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="NumPy or CuPy")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--skip-layers", action="store_true", help="skip the per-layer table")
+    parser.add_argument("--return-freed-memory", action="store_true",
+                        help="leave glibc's default (freed blocks go back to the OS) to see what "
+                             "backend.keep_freed_memory() saves")
     args = parser.parse_args()
     backend.use(args.device)
+    kept = backend.keep_freed_memory() if not args.return_freed_memory else False
     print(f"device {backend.device_name()}, numpy {np.__version__}, {os.cpu_count()} CPU cores, "
-          f"batch {args.batch}, width {args.width}, float32")
+          f"batch {args.batch}, width {args.width}, float32, freed memory "
+          f"{'kept for reuse' if kept else 'returned to the OS (glibc default)'}")
     gemm = gemm_rate(args.repeats)
     print(f"float32 GEMM rate (2048×2048): {gemm:.1f} GFLOP/s\n")
 
@@ -332,7 +344,7 @@ def main():
     stack_benchmark("encoder conv stack fwd+bwd", encoder, x_img, args.repeats, gemm)
     stack_benchmark("decoder deconv stack fwd+bwd", decoder, x_code, args.repeats, gemm)
     objective, records, best, median, flops = step_benchmark(args, gemm)
-    breakdown(objective, records, best, flops, gemm, args.repeats)
+    breakdown(objective, records, flops, args.batch, args.repeats)
     if not args.skip_layers:
         per_layer(objective, records, args.repeats)
     if not args.no_torch:
