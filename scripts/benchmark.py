@@ -202,7 +202,8 @@ def breakdown(objective, records, flops, batch_size, repeats, size=2048):
     Adam updates alone, and the rest (im2col/col2im copies, activations, losses). Adam reads θ, g, m,
     v and writes θ, m, v: 28 bytes per float32 parameter, so memory bandwidth bounds it from below.
     The step, its parts and the square GEMM are timed in the same rounds (see interleaved): this
-    VM's speed drifts by up to ~30% over minutes, and a breakdown must not mix two speeds."""
+    VM's timings drift between runs (by 5-10% even with keep_freed_memory), and a breakdown must
+    not mix two speeds."""
     rng = np.random.default_rng(0)
     products = []
     for layer, phase, shape, _, need_dx in records:
