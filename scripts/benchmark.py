@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tinycdaae import backend, layers  # noqa: E402
+from tinycdaae.im2col import out_size  # noqa: E402
 from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
 from tinycdaae.objective import Objective  # noqa: E402
 
@@ -67,34 +68,44 @@ def gemm_rate(repeats, size=2048):
 
 # ---- FLOP counting -------------------------------------------------------------------------------
 
-def _gemm_flops(layer, x_shape, y_shape):
-    """FLOPs of one forward of a conv/deconv/dense layer as the single GEMM it is."""
-    if isinstance(layer, layers.Dense):
-        return 2 * x_shape[0] * layer.w.data.shape[0] * layer.w.data.shape[1]
-    k = layer.kernel
-    if isinstance(layer, layers.Conv2d):             # per output pixel F·C·k² multiply-adds
+def gemm_products(layer, phase, x_shape, need_dx=True):
+    """The (M, K, N) products (M×K @ K×N) that one forward or backward of a layer runs, for the
+    forward input shape x_shape (as in layers.py)."""
+    n = x_shape[0]
+    if isinstance(layer, layers.Dense):                  # y = x Wᵀ;  dW = dyᵀ x;  dx = dy W
+        out_f, in_f = layer.w.data.shape
+        return [(n, in_f, out_f)] if phase == "fwd" else [(out_f, n, in_f)] + [(n, out_f, in_f)] * need_dx
+    k2 = layer.kernel ** 2
+    if isinstance(layer, layers.Conv2d):                 # rows = output pixels: y = cols Wᵀ
         f, c = layer.w.data.shape[:2]
-        return 2 * y_shape[0] * y_shape[2] * y_shape[3] * f * c * k * k
-    c, f = layer.w.data.shape[:2]                    # transposed: per input pixel C·F·k²
-    return 2 * x_shape[0] * x_shape[2] * x_shape[3] * c * f * k * k
+        rows = n * out_size(x_shape[2], layer.kernel, layer.stride, layer.pad) \
+                 * out_size(x_shape[3], layer.kernel, layer.stride, layer.pad)
+        return [(rows, c * k2, f)] if phase == "fwd" else [(f, rows, c * k2)] + [(rows, f, c * k2)] * need_dx
+    c, f = layer.w.data.shape[:2]                        # transposed: rows = input pixels, cols = x W
+    rows = n * x_shape[2] * x_shape[3]
+    return [(rows, c, k2 * f)] if phase == "fwd" else [(c, rows, k2 * f)] + [(rows, k2 * f, c)] * need_dx
+
+
+def flops_of(products):
+    return sum(2 * m * k * n for m, k, n in products)
 
 
 @contextlib.contextmanager
-def count_flops(records):
+def record_gemms(records):
     """Patch the GEMM layers so each forward/backward appends (layer, phase, forward input shape,
-    FLOPs, need_dx)."""
+    its GEMM products)."""
     originals = {}
     for cls in (layers.Conv2d, layers.ConvTranspose2d, layers.Dense):
         originals[cls] = (cls.forward, cls.backward)
 
         def forward(self, x, _orig=cls.forward):
-            y, cache = _orig(self, x)
-            self._bench_flops, self._bench_x_shape = _gemm_flops(self, x.shape, y.shape), tuple(x.shape)
-            records.append((self, "fwd", self._bench_x_shape, self._bench_flops, False))
-            return y, cache
+            self._bench_x_shape = tuple(x.shape)
+            records.append((self, "fwd", self._bench_x_shape, gemm_products(self, "fwd", x.shape)))
+            return _orig(self, x)
 
         def backward(self, dout, cache, need_dx=True, _orig=cls.backward):
-            records.append((self, "bwd", self._bench_x_shape, self._bench_flops * (2 if need_dx else 1), need_dx))
+            records.append((self, "bwd", self._bench_x_shape,
+                            gemm_products(self, "bwd", self._bench_x_shape, need_dx)))
             return _orig(self, dout, cache, need_dx=need_dx)
 
         cls.forward, cls.backward = forward, backward
@@ -110,7 +121,6 @@ def report(name, seconds, flops, gemm, median=None):
     extra = f" (median {median * 1e3:.1f})" if median is not None else ""
     print(f"{name:<34} {seconds * 1e3:8.1f} ms{extra:<16} {flops / 1e9:6.2f} GFLOP  {rate:7.1f} GFLOP/s  "
           f"{rate / gemm:6.1%} of GEMM", flush=True)
-    return rate
 
 
 # ---- our network ---------------------------------------------------------------------------------
@@ -129,28 +139,28 @@ def stack_benchmark(name, stack, x, repeats, gemm):
         y, caches = stack.forward(x)
         stack.backward(y, caches, need_dx=False)     # the input is data: no gradient needed
     records = []
-    with count_flops(records):
+    with record_gemms(records):
         step()
     best, median = best_time(step, repeats)
-    return report(name, best, sum(r[3] for r in records), gemm, median)
+    report(name, best, flops_of(p for r in records for p in r[3]), gemm, median)
 
 
 def step_benchmark(args, gemm):
     objective = Objective(CDAAE(ModelConfig(skip="n2", width=args.width)))
     x_s, x_t, labels = batch(args.batch, 8)
     records = []
-    with count_flops(records):
+    with record_gemms(records):
         objective.step(x_s, x_t, labels)
-    flops = sum(r[3] for r in records)
+    flops = flops_of(p for r in records for p in r[3])
     best, median = best_time(lambda: objective.step(x_s, x_t, labels), args.repeats, warmup=2)
     report(f"training step N2 (batch {args.batch})", best, flops, gemm, median)
     print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * median / 60:.1f} min at the median step")
     model = objective.model
     gen_best, _ = best_time(lambda: model.autoencode(x_s, labels), args.repeats)
     gen_records = []
-    with count_flops(gen_records):
+    with record_gemms(gen_records):
         model.autoencode(x_s, labels)
-    report(f"generate {args.batch} faces", gen_best, sum(r[3] for r in gen_records), gemm)
+    report(f"generate {args.batch} faces", gen_best, flops_of(p for r in gen_records for p in r[3]), gemm)
     return objective, records, best, median, flops
 
 
@@ -158,7 +168,7 @@ def per_layer(objective, records, repeats):
     """Time each distinct conv/deconv layer of the step, forward and backward, on its real shape."""
     print("\nper layer (shapes as in the step; backward includes the input gradient):")
     seen = set()
-    for layer, phase, shape, flops, _ in records:
+    for layer, phase, shape, _ in records:
         if phase != "fwd" or id(layer) in seen or isinstance(layer, layers.Dense):
             continue
         seen.add(id(layer))
@@ -167,26 +177,9 @@ def per_layer(objective, records, repeats):
         fwd, _ = best_time(lambda: layer.forward(x), repeats)
         bwd, _ = best_time(lambda: layer.backward(y, cache), repeats)
         print(f"  {layer.w.name[:-2]:<14} {str(shape):>18} -> {str(tuple(y.shape)):<18} "
-              f"fwd {fwd * 1e3:6.2f} ms {flops / fwd / 1e9:6.1f} GFLOP/s   "
-              f"bwd {bwd * 1e3:6.2f} ms {2 * flops / bwd / 1e9:6.1f} GFLOP/s", flush=True)
-
-
-def _gemm_shapes(layer, phase, x_shape, need_dx=True):
-    """The (M, K, N) products (M×K @ K×N) that one forward or backward of a layer runs, for the
-    forward input shape x_shape (as in layers.py)."""
-    n = x_shape[0]
-    if isinstance(layer, layers.Dense):                  # y = x Wᵀ;  dW = dyᵀ x;  dx = dy W
-        out_f, in_f = layer.w.data.shape
-        return [(n, in_f, out_f)] if phase == "fwd" else [(out_f, n, in_f)] + [(n, out_f, in_f)] * need_dx
-    k2 = layer.kernel ** 2
-    if isinstance(layer, layers.Conv2d):                 # rows = output pixels: y = cols Wᵀ
-        f, c = layer.w.data.shape[:2]
-        size = lambda s: (s + 2 * layer.pad - layer.kernel) // layer.stride + 1
-        rows = n * size(x_shape[2]) * size(x_shape[3])
-        return [(rows, c * k2, f)] if phase == "fwd" else [(f, rows, c * k2)] + [(rows, f, c * k2)] * need_dx
-    c, f = layer.w.data.shape[:2]                        # transposed: rows = input pixels, cols = x W
-    rows = n * x_shape[2] * x_shape[3]
-    return [(rows, c, k2 * f)] if phase == "fwd" else [(c, rows, k2 * f)] + [(rows, k2 * f, c)] * need_dx
+              f"fwd {fwd * 1e3:6.2f} ms {flops_of(gemm_products(layer, 'fwd', shape)) / fwd / 1e9:6.1f} GFLOP/s   "
+              f"bwd {bwd * 1e3:6.2f} ms {flops_of(gemm_products(layer, 'bwd', shape)) / bwd / 1e9:6.1f} GFLOP/s",
+              flush=True)
 
 
 def memory_bandwidth(repeats, mib=256):
@@ -205,10 +198,7 @@ def breakdown(objective, records, flops, batch_size, repeats, size=2048):
     VM's timings drift between runs (by 5-10% even with keep_freed_memory), and a breakdown must
     not mix two speeds."""
     rng = np.random.default_rng(0)
-    products = []
-    for layer, phase, shape, _, need_dx in records:
-        products += _gemm_shapes(layer, phase, shape, need_dx)
-    assert sum(2 * m * k * n for m, k, n in products) == flops, "GEMM shapes disagree with the FLOP count"
+    products = [p for r in records for p in r[3]]
     operands = {}
     for m, k, n in set(products) | {(size, size, size)}:
         operands[m, k, n] = (backend.to_device(rng.standard_normal((m, k)).astype(np.float32)),
