@@ -1,8 +1,8 @@
 """The one place that decides between NumPy (CPU) and CuPy (GPU).
 
-Every layer writes ``from tinycdaae.backend import xp``-free code: it asks ``get_xp()`` (or reads
-``backend.xp`` at call time) for the array module and never branches on which one it got. CuPy
-mirrors the NumPy API, so the same lines run on either.
+Every layer reads ``backend.xp`` at call time (never ``from tinycdaae.backend import xp``, which
+would freeze the choice at import) and never branches on which module it got. CuPy mirrors the
+NumPy API, so the same lines run on either.
 
     use("cpu")    # NumPy, the default
     use("gpu")    # CuPy; a clear error if CuPy or a GPU is missing
@@ -76,7 +76,7 @@ def keep_freed_memory():
     GEMM results, gradients). By default glibc hands blocks above a moving threshold to the kernel
     on free (munmap, or a trim of the heap top), so the next step's allocation of the same size
     page-faults in freshly zeroed pages — on this project's 2-core machine that made the reference
-    step 190-210 ms instead of 145-155 ms, depending on when in a process's life the threshold
+    step 181-210 ms instead of 143-157 ms, depending on when in a process's life the threshold
     moved. Fixing the mmap threshold at its maximum (32 MiB) and never trimming the heap makes the
     step's temporaries reuse the same memory. The peak is unchanged (275 MB resident after 20
     reference steps either way); the memory is just not given back between steps. The same as
@@ -96,11 +96,6 @@ def keep_freed_memory():
     return bool(mallopt(m_mmap_threshold, 32 * 2 ** 20) and mallopt(m_trim_threshold, 2 ** 30))
 
 
-def get_xp():
-    """The active array module (numpy or cupy)."""
-    return xp
-
-
 def device_name():
     return _name
 
@@ -116,10 +111,3 @@ def to_device(a, dtype=None):
     """A host array -> an array of the active module (a copy on the GPU, a view on the CPU)."""
     return xp.asarray(a, dtype=dtype)
 
-
-def seed(seed_value):
-    """Seed the active module's global generator (layers take explicit generators; this is for
-    user code and notebooks that call xp.random directly)."""
-    np.random.seed(seed_value)
-    if xp is not np:
-        xp.random.seed(seed_value)

@@ -100,12 +100,11 @@ def _channels_last_weight(rng, logical_shape, fan_in, dtype):
     return storage.transpose(0, 3, 1, 2)                        # (A, B, HH, WW) view
 
 
-def _to_channels_last_padded(x, pad_h, pad_w, extra_h=0, extra_w=0):
-    """x (N, C, H, W) -> zero-padded (N, H+2p+extra, W+2p+extra, C), one copy."""
-    xp = backend.xp
+def _to_channels_last_padded(x, pad):
+    """x (N, C, H, W) -> zero-padded (N, H+2·pad, W+2·pad, C), one copy."""
     n, c, h, w = x.shape
-    out = xp.zeros((n, h + 2 * pad_h + extra_h, w + 2 * pad_w + extra_w, c), dtype=x.dtype)
-    out[:, pad_h:pad_h + h, pad_w:pad_w + w, :] = x.transpose(0, 2, 3, 1)
+    out = backend.xp.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
+    out[:, pad:pad + h, pad:pad + w, :] = x.transpose(0, 2, 3, 1)
     return out
 
 
@@ -137,7 +136,7 @@ class Conv2d(Layer):
         assert c == c_w, f"Conv2d expects {c_w} input channels, got x of shape {x.shape}"
         oh, ow = out_size(h, hh, self.stride, self.pad), out_size(w, ww, self.stride, self.pad)
         assert oh > 0 and ow > 0, f"input {h}x{w} is smaller than the {hh}x{ww} kernel after padding"
-        x_pad = _to_channels_last_padded(x, self.pad, self.pad)       # (N, Hp, Wp, C)
+        x_pad = _to_channels_last_padded(x, self.pad)                 # (N, Hp, Wp, C)
         cols = im2col(x_pad, hh, ww, self.stride, oh, ow)             # (N, H', W', HH, WW, C)
         cols = cols.reshape(n * oh * ow, -1)                          # (N*H'*W', HH*WW*C)
         out = cols @ self._weight_matrix().T                          # (N*H'*W', F)
@@ -213,12 +212,10 @@ class ConvTranspose2d(Layer):
     def backward(self, dout, cache, need_dx=True):
         x_mat, (n, c, h, w) = cache
         _, f, hh, ww = self.w.data.shape
-        oh, ow, full_h, full_w = self._sizes(h, w)
         self.b.accumulate(dout.sum(axis=(0, 2, 3)))
-        # place dy back on the un-cropped canvas (zeros where the crop cut), then read windows
-        xp = backend.xp
-        canvas = xp.zeros((n, full_h, full_w, f), dtype=dout.dtype)     # (N, H_full, W_full, F)
-        canvas[:, self.pad:self.pad + oh, self.pad:self.pad + ow, :] = dout.transpose(0, 2, 3, 1)
+        # place dy back on the un-cropped canvas (zeros where the crop cut), then read windows;
+        # the canvas is dy padded by `pad` on every side: H_full = H' + 2·pad
+        canvas = _to_channels_last_padded(dout, self.pad)               # (N, H_full, W_full, F)
         dcols = im2col(canvas, hh, ww, self.stride, h, w).reshape(n * h * w, -1)  # (N*H*W, HH*WW*F)
         dw_mat = x_mat.T @ dcols                                        # (C, HH*WW*F)
         self.w.accumulate(dw_mat.reshape(c, hh, ww, f).transpose(0, 3, 1, 2))
@@ -247,7 +244,7 @@ class Dense(Layer):
     def backward(self, dout, x, need_dx=True):
         self.w.accumulate(dout.T @ x)                                   # (out, in)
         self.b.accumulate(dout.sum(axis=0))
-        return dout @ self.w.data if need_dx else None                                       # (N, in)
+        return dout @ self.w.data if need_dx else None                  # (N, in)
 
 
 class LeakyReLU(Layer):
