@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinycdaae.checkpoint import atomic_write
 from tinycdaae import prepare as prepare_module
 from tinycdaae.align import DatasetError, align_file, read_image
 from tinycdaae.datasets import load_dataset, split_for_training
@@ -358,7 +359,7 @@ def test_an_interrupted_cache_write_leaves_nothing_behind(tmp_path):
         f.write(b"half of it")
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        prepare_module._atomic_write(str(target), killed)
+        atomic_write(str(target), killed)
     assert list((tmp_path / "cache").iterdir()) == []
-    prepare_module._atomic_write(str(target), lambda f: f.write(b"all of it"))
+    atomic_write(str(target), lambda f: f.write(b"all of it"))
     assert target.read_bytes() == b"all of it" and len(list((tmp_path / "cache").iterdir())) == 1

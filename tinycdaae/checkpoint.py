@@ -9,6 +9,7 @@ intact (a rename within one file system is atomic).
 """
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -40,12 +41,19 @@ def save(path, objective, extra=None):
             "adam_steps": opt_steps, "prior_rng": objective.rng.bit_generator.state,
             "extra": extra or {}}
     arrays["meta_json"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write):
+    """write(file object) into a temporary file beside `path`, flushed to disk, then renamed over
+    `path`: a crash or Ctrl-C at any moment leaves either the old file or the new one, never half
+    of one, and no temporary file behind. (Also used for the aligned-face caches, prepare.py.)"""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(handle, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                     # atomic: the old file stays until this line

@@ -21,14 +21,12 @@ def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, pro
                  **options):
     """name -> FaceSet. Real datasets are aligned once and cached under cache_dir (default
     ~/.cache/tinycdaae); `folds` > 0 checks there are enough people for that many folds;
-    workers: processes for the alignment (None: all cores). `options` go to the synthetic set."""
+    workers: processes for the alignment (None: all cores); seed: the synthetic people, and
+    DISFA's and the folder's pair sampling. `options` go to the synthetic set."""
     if name == "synthetic":
-        import importlib.util
-        if importlib.util.find_spec("tinycdaae.synthetic") is None:
-            raise DatasetError("the synthetic face renderer (tinycdaae/synthetic.py) is not in this copy")
         from tinycdaae.synthetic import au_faceset, emotion_faceset
         kind = options.pop("kind", "emotion")
-        return (emotion_faceset if kind == "emotion" else au_faceset)(**options)
+        return (emotion_faceset if kind == "emotion" else au_faceset)(seed=seed, **options)
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if options:

@@ -120,8 +120,10 @@ def load_disfa(data_dir, cache_dir=None, folds=4, workers=None, progress=True, s
     all_labels = np.concatenate([labels[s] for s in subjects])                       # (N, 12)
     check_folds(all_subjects[keep], folds, "disfa")
     say(f"disfa: {len(keep)} frames of {len(np.unique(all_subjects[keep]))} people")
+    # placeholder pairs (one per frame, cheap) that disfa_sample_pairs replaces; "within_groups"
+    # would build every same-person pair first: ~23M per DISFA subject
     faceset = faceset_from(prepared, keep, all_subjects[keep], all_labels[keep], AUS, "au",
-                           meta={"dataset": "disfa", "skipped": problems})
+                           pairing="random_partner", seed=seed, meta={"dataset": "disfa", "skipped": problems})
     faceset = disfa_sample_pairs(faceset, np.random.default_rng(seed))
     return faceset
 

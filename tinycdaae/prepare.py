@@ -24,13 +24,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinycdaae.align import (ALIGN_VERSION, CROP, DatasetError, NoFaceError, UnreadableImageError,
                              align_face, read_image, uint8_to_network)
+from tinycdaae.checkpoint import atomic_write
 from tinycdaae.pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 IMAGES_PER_JOB = 32   # images handed to a worker at a time: big enough to hide the pool's overhead
@@ -223,24 +223,11 @@ def _manifest(prepared, name, key):
                                              prepared.messages)]}
 
 
-def _atomic_write(path, write):
-    """write(file object) into a temporary file beside `path`, then rename it into place."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _save(prepared, name, key):
     manifest = _manifest(prepared, name, key)
     text = json.dumps(manifest, indent=1)
-    _atomic_write(prepared.manifest_path, lambda f: f.write(text.encode()))
-    _atomic_write(prepared.cache_path, lambda f: np.savez(
+    atomic_write(prepared.manifest_path, lambda f: f.write(text.encode()))
+    atomic_write(prepared.cache_path, lambda f: np.savez(
         f, crops=prepared.crops, landmarks=prepared.landmarks, transforms=prepared.transforms,
         manifest=np.array(text)))
 
