@@ -23,6 +23,7 @@ import numpy as np
 
 from tinycdaae import backend, checkpoint, grids
 from tinycdaae.align import DatasetError
+from tinycdaae.datasets import DATASETS
 from tinycdaae.labels import AUS, EMOTIONS, parse_label
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -65,7 +66,7 @@ def flag(name):
 def add_train_options(p):
     d = TRAIN_DEFAULTS
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"),
+    data.add_argument("--dataset", choices=DATASETS,
                       help=f"what to train on (default {d['dataset']}: built-in faces, no download; "
                            "rafd/disfa/folder need --data-dir, see README 'Real datasets')")
     data.add_argument("--data-dir", metavar="PATH", help="where your copy of RaFD, DISFA or your own "
@@ -195,7 +196,7 @@ def resolve_train_options(args):
     if not os.path.exists(path):
         raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
                          f"start the run without --resume, or give the --out of an earlier run")
-    meta, _ = checkpoint.read(path)
+    meta, _ = checkpoint.read(path, arrays=False)
     stored = meta["extra"].get("options")
     if stored is None:
         raise UsageError(f"{path} was not written by `run.py train` (it has no run options); "
@@ -207,7 +208,6 @@ def resolve_train_options(args):
                          + "; ".join(conflicts) + ". Leave these options out, or start a new run "
                          "with another --out.")
     options = {**stored, **typed}
-    options.setdefault("epochs", stored.get("epochs", TRAIN_DEFAULTS["epochs"]))
     return options, out, meta["extra"]
 
 
@@ -348,9 +348,7 @@ def load_face(path):
 
 
 def cmd_generate(args):
-    path = args.checkpoint
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.npz")
+    path = checkpoint_file(args.checkpoint)
     if args.scale < 1:
         raise UsageError(f"--scale must be at least 1, got {args.scale}")
     if args.steps is not None and args.steps < 2:
@@ -451,7 +449,7 @@ def add_evaluation_commands(commands):
                     help="where the results go (default runs/evaluation)")
     data = ev.add_argument_group("data (stored in checkpoints from `run.py train`; give these only "
                                  "for other checkpoints, or --data-dir if the data moved)")
-    data.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"))
+    data.add_argument("--dataset", choices=DATASETS)
     data.add_argument("--data-dir", metavar="PATH")
     data.add_argument("--labels", choices=("emotion", "au"))
     data.add_argument("--subjects", type=int, metavar="N")
@@ -482,7 +480,7 @@ def add_evaluation_commands(commands):
                      help=f"synthetic people (default {COMPARE_DEFAULTS['subjects']})")
     cmp.add_argument("--labels", choices=("emotion", "au"), default="emotion",
                      help="synthetic only: emotions (default) or AU intensities")
-    cmp.add_argument("--dataset", choices=("synthetic", "rafd", "disfa", "folder"), default="synthetic")
+    cmp.add_argument("--dataset", choices=DATASETS, default="synthetic")
     cmp.add_argument("--data-dir", metavar="PATH")
     cmp.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS["batch_size"], metavar="N")
     add_evaluate_options(cmp)
@@ -526,7 +524,7 @@ def run_evaluation(paths, args, out, typed=None):
     splits = {}                                      # split key -> (options, [(network, path, load)])
     for given in paths:
         path = checkpoint_file(given)
-        meta, _ = checkpoint.read(path)              # cheap: the weights load later, one at a time
+        meta, _ = checkpoint.read(path, arrays=False)   # options only: the weights load later, one at a time
         extra, config = meta["extra"], meta["model_config"]
         o = evaluation_data_options(extra, typed or {}, path)
         key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS)

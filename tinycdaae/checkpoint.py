@@ -62,15 +62,16 @@ def atomic_write(path, write):
             os.remove(tmp)
 
 
-def read(path):
-    """(meta dict, {name: array}) from a checkpoint file, with clear errors."""
+def read(path, arrays=True):
+    """(meta dict, {name: array}) from a checkpoint file, with clear errors. arrays=False reads only
+    the metadata (options, step, configs) and returns an empty dict: the .npz loads lazily."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist; give the .npz written by training "
                               f"(e.g. runs/<name>/checkpoint.npz)")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta_json")))
+            meta = json.loads(str(data["meta_json"]))
+            arrays = {k: data[k] for k in data.files if k != "meta_json"} if arrays else {}
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path!r} is not a readable tinycdaae checkpoint ({err})") from None
     if meta.get("format_version") != FORMAT_VERSION:
@@ -91,7 +92,10 @@ def check_compatible(saved_config, model_config, path=""):
 
 def restore(path, objective):
     """Load a checkpoint into an existing objective (same architecture). Returns `extra`."""
-    meta, arrays = read(path)
+    return _restore(*read(path), objective, path)
+
+
+def _restore(meta, arrays, objective, path):
     model = objective.model
     check_compatible(meta["model_config"], model.config, path)
     for name, p in model.named_params().items():
@@ -117,9 +121,9 @@ def _assign(target, arrays, key, path):
 def load(path, dtype=None):
     """Build the model and objective a checkpoint describes and load it. Returns
     (objective, extra). dtype overrides the stored one (e.g. float64 for checks)."""
-    meta, _ = read(path)
+    meta, arrays = read(path)
     model_config = dict(meta["model_config"])
     if dtype is not None:
         model_config["dtype"] = dtype
     objective = Objective(CDAAE(ModelConfig(**model_config)), ObjectiveConfig(**meta["objective_config"]))
-    return objective, restore(path, objective)
+    return objective, _restore(meta, arrays, objective, path)

@@ -236,11 +236,16 @@ class Trainer:
         checkpoint.save(self.checkpoint_path, self.objective, extra={**self.extra_info, "trainer": self.state()})
         self.saved_step = self.objective.step_count
 
-    def _all_weights_finite(self):
-        # The losses of a step are computed before its update, so an update can still make
-        # weights infinite; never write such a checkpoint.
+    def _save_if_finite(self):
+        """Save and return None; or, when the last update made a weight NaN or infinite, write
+        nothing and stop as diverged (returns "diverged"). The losses of a step are computed before
+        its update, so an update can still break the weights: never write such a checkpoint."""
         xp = backend.xp
-        return all(bool(xp.isfinite(p.data).all()) for p in self.objective.model.params())
+        if not all(bool(xp.isfinite(p.data).all()) for p in self.objective.model.params()):
+            return self._stop_diverged("a weight became NaN or infinite in the last update",
+                                       self.objective.step_count)
+        self.save()
+        return None
 
     def log(self, record):
         self.log_file.write(json.dumps(record) + "\n")
@@ -298,10 +303,9 @@ class Trainer:
                     return self._stop_interrupted()
                 # the epoch is complete
                 self.epoch, self.batch_in_epoch, self.rng_state = self.epoch + 1, 0, rng.bit_generator.state
-                if not self._all_weights_finite():
-                    return self._stop_diverged("a weight became NaN or infinite in the last update",
-                                               self.objective.step_count)
-                self.save()
+                stopped = self._save_if_finite()
+                if stopped:
+                    return stopped
                 sample_path = None
                 if self.sample_fn is not None:
                     sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
@@ -327,7 +331,9 @@ class Trainer:
         return " ".join(f"{short}={metrics[key]:{fmt}}" for key, short, fmt in names if key in metrics)
 
     def _stop_interrupted(self):
-        self.save()
+        stopped = self._save_if_finite()
+        if stopped:
+            return stopped
         self.log({"event": "interrupted", "step": self.objective.step_count})
         self.say(f"interrupted: saved step {self.objective.step_count} (epoch {self.epoch + 1}, "
                  f"{self.batch_in_epoch} batches into it) to {self.checkpoint_path}."
