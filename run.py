@@ -8,8 +8,8 @@
     python run.py compare                            train n1, n2, n3, none and evaluate them
 
 `train` is the default command, so options without a command train. Each command is one
-function below, registered in COMMANDS; adding one (e.g. `evaluate`) means one add_parser block
-in build_parser and one function.
+function below, registered in COMMANDS (gradcheck hands its arguments to tinycdaae.gradcheck);
+adding a command means one add_parser block in build_parser and one function.
 
 Mistakes in what you typed (options, paths, names, datasets, checkpoints) print one message to
 stderr and exit with code 2, never a traceback. Ctrl-C during training saves and exits with 130;
@@ -424,7 +424,7 @@ COMPARE_DEFAULTS = {   # the train command's defaults; the time it takes is meas
 def add_evaluate_options(p):
     p.add_argument("--max-pairs", type=int, default=5000, metavar="N",
                    help="score at most N held-out pairs per fold, a seeded random subset when there "
-                        "are more (default 5000; the synthetic emotion set has 1680)")
+                        "are more (default 5000; the default synthetic set's held-out fold has 8400)")
     p.add_argument("--reader-epochs", type=int, metavar="N",
                    help="epochs of the expression reader, trained on the real training-fold images "
                         "(default: enough to show it about 10,800 faces, at least 3; 15 for 30 people)")

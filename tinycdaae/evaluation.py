@@ -348,9 +348,9 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
     src, tgt = pairs[:, 0], pairs[:, 1]
     people = test_set.subject_ids                                          # (S,)
     synthetic = test_set.meta.get("source") == "synthetic"
-    # the group a gallery must match: the gaze for synthetic faces (what the renderer needs),
-    # the data's pairing group (RaFD: the gaze too) otherwise
-    groups = np.asarray(test_set.meta["gaze"] if synthetic else test_set.groups, np.int64)[src]
+    # the group a gallery must match: the data's pairing group, which is the gaze for RaFD and
+    # for synthetic faces (the renderer draws a target in that gaze)
+    groups = np.asarray(test_set.groups, np.int64)[src]
     target_labels = labels[tgt]
     # One gallery per distinct (target label, group): its people in `people` order.
     keys = np.concatenate([target_labels, groups[:, None].astype(np.float32)], axis=1)

@@ -2,7 +2,7 @@
 
     expression_grid(model, faces, labels)   Fig. 2/5: one row per input face, first column the
                                             input, then one column per target label
-    manifold_labels(names, a, b, steps)     Fig. 3: a 2-D sweep of two labels' intensities
+    manifold_labels(n_labels, a, b, steps)  Fig. 3: a 2-D sweep of two labels' intensities
     interpolation_labels(start, end, steps) a strip from one label to another
     tile(cells, scale)                      (rows, cols, 3, H, W) in [-1, 1] -> one uint8 RGB image
     save_png(path, image)

@@ -6,7 +6,8 @@ calls `prepare(name, items, cache_dir)`. The first call aligns every item (tqdm 
 one process per core) and writes
 
     {cache_dir}/{name}-{key}.npz            crops (N,3,32,32) uint8, landmarks (N,68,2),
-                                            transforms (N,2,3), status, and the manifest as JSON
+                                            transforms (N,2,3), and the manifest as JSON
+                                            (which holds each item's status)
     {cache_dir}/{name}-{key}.manifest.json  the same manifest to read: per item source, frame,
                                             status ("ok", "no_face", "unreadable") and message;
                                             row i of landmarks/transforms belongs to item i

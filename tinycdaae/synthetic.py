@@ -20,10 +20,9 @@ about 0.5) fills most of the frame, like an aligned face crop. "Left"/"right" al
 image's left/right.
 
     python -m tinycdaae.synthetic --out docs/synthetic_faces.png     # contact sheet
-    python -m tinycdaae.synthetic --bench 10000                      # render speed
+    python scripts/bench_synthetic.py 10000                          # render speed
 """
 import argparse
-import time
 
 import numpy as np
 
@@ -694,7 +693,7 @@ def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------
-# Contact sheet and benchmark (the command line).
+# Contact sheet (the command line).
 # ---------------------------------------------------------------------------------------------
 def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     """The picture in the README: (H, W, 3) uint8.
@@ -730,35 +729,17 @@ def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
     return np.concatenate([pad(top), np.full((height, 4 * scale, 3), 255, np.uint8), pad(bottom)], 1)
 
 
-def _bench(n_faces, seed=0):
-    """Render n_faces different people with random AUs and gazes; print faces per second."""
-    people = sample_identities(n_faces, seed)
-    rng = np.random.default_rng(seed)
-    aus = random_au_frames(rng, n_faces)
-    gaze = rng.integers(0, 3, n_faces)
-    render_faces(take(people, np.arange(8)), aus[:8], gaze[:8])          # warm-up
-    start = time.perf_counter()
-    render_faces(people, aus, gaze)
-    seconds = time.perf_counter() - start
-    print(f"rendered {n_faces} faces in {seconds:.2f} s = {n_faces / seconds:.0f} faces/s "
-          f"(identity sampling not included)")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tinycdaae.synthetic",
         description="Write a contact sheet of the built-in synthetic faces (identities x the 8 "
-                    "emotions, then a sweep of each of the 12 AUs from 0 to 1), or time the renderer.")
+                    "emotions, then a sweep of each of the 12 AUs from 0 to 1). "
+                    "To time the renderer: python scripts/bench_synthetic.py")
     parser.add_argument("--out", default="docs/synthetic_faces.png", help="PNG file to write")
     parser.add_argument("--identities", type=int, default=12, help="rows of people in the left part")
     parser.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement")
     parser.add_argument("--seed", type=int, default=0, help="identity seed")
-    parser.add_argument("--bench", type=int, metavar="N", default=0,
-                        help="instead of a sheet, time rendering N faces (e.g. 10000)")
     args = parser.parse_args(argv)
-    if args.bench:
-        _bench(args.bench, args.seed)
-        return
     sheet = contact_sheet(args.identities, scale=args.scale, seed=args.seed)
     save_png(args.out, sheet)                                  # imageio is imported only in here
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]} pixels)")

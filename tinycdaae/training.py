@@ -78,7 +78,7 @@ class LatentCollapseMonitor:
     ADVICE = ("try the stabilisers: --warmup-epochs 2 (autoencoder-only epochs first), "
               "--label-smoothing 0.1 (one-sided), or a lower --lr-d-e such as 1e-5")
 
-    def __init__(self, window=50, patience=200):
+    def __init__(self, window, patience):          # defaults: TrainConfig
         self.window, self.patience = window, patience
         self.loss_d_e, self.loss_e, self.acc_d_e = (deque(maxlen=window) for _ in range(3))
         self.streak = 0          # consecutive steps showing a sign
@@ -129,7 +129,7 @@ class DivergenceMonitor:
     """Stops a run whose reconstruction loss blows up: the running mean of L_R over `window`
     steps rising to `factor` times the lowest running mean seen, and above DIVERGED_LOSS_R."""
 
-    def __init__(self, window=50, factor=10.0):
+    def __init__(self, window, factor):            # defaults: TrainConfig
         self.factor = factor
         self.recent = deque(maxlen=window)
         self.best = math.inf
