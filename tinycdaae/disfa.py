@@ -18,7 +18,7 @@ import numpy as np
 from tinycdaae.align import DatasetError, MissingExtraError
 from tinycdaae.labels import AUS
 from tinycdaae.pairs import random_partner_pairs
-from tinycdaae.prepare import check_folds, faceset_from, prepare, report, say
+from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
 
 VIDEO = re.compile(r"LeftVideoSN(\d+)_comp\.avi", re.IGNORECASE)
 LABEL = re.compile(r"SN(\d+)_au(\d+)\.txt", re.IGNORECASE)
@@ -111,11 +111,7 @@ def load_disfa(data_dir, cache_dir=None, folds=4, workers=None, progress=True, s
     subjects = sorted(videos)
     # label frame numbers count from 1; the decoder counts video frames from 0
     items = [(videos[s], f - 1) for s in subjects for f in frames[s]]
-    prepared = prepare("disfa", items, cache_dir, workers, progress)
-    report(prepared, "disfa")
-    keep = np.flatnonzero(prepared.ok)
-    if not len(keep):
-        raise DatasetError(f"disfa: no frame could be aligned (see {prepared.manifest_path})")
+    prepared, keep = prepare_and_keep("disfa", items, cache_dir, workers, progress)
     all_subjects = np.concatenate([np.full(len(frames[s]), s) for s in subjects])   # (N,)
     all_labels = np.concatenate([labels[s] for s in subjects])                       # (N, 12)
     check_folds(all_subjects[keep], folds, "disfa")

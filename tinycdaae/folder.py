@@ -24,7 +24,7 @@ import numpy as np
 
 from tinycdaae.align import DatasetError
 from tinycdaae.labels import AUS, EMOTIONS, one_hot
-from tinycdaae.prepare import check_folds, faceset_from, prepare, report, say
+from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
 
 FOLDER_HELP = """\
 The 'folder' dataset is your own photos plus a CSV file that labels them. Expected layout:
@@ -139,12 +139,7 @@ def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, 
     """Your own folder + CSV -> FaceSet (images aligned and cached like RaFD's)."""
     csv_path = find_csv(data_dir, csv_path)
     paths, subject_names, labels, names, kind, groups = read_label_csv(csv_path)
-    prepared = prepare("folder", [(p, None) for p in paths], cache_dir, workers, progress)
-    report(prepared, "folder")
-    keep = np.flatnonzero(prepared.ok)
-    if not len(keep):
-        raise DatasetError(f"{csv_path}: none of its {len(paths)} images gave an aligned face "
-                           f"(see {prepared.manifest_path})")
+    prepared, keep = prepare_and_keep("folder", [(p, None) for p in paths], cache_dir, workers, progress)
     people = sorted(set(subject_names))
     subject_ids = np.array([people.index(subject_names[i]) for i in keep])
     group_ids = None

@@ -11,6 +11,9 @@ EMOTIONS = ("neutral", "happy", "sad", "angry", "disgusted", "contemptuous", "fe
 
 # The 12 DISFA action units (FACS numbers) in label order.
 AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU9", "AU12", "AU15", "AU17", "AU20", "AU25", "AU26")
+# RaFD's three gazes (its file names' spelling), as the pairing-group codes 0, 1, 2.
+GAZES = ("frontal", "left", "right")
+
 AU_DESCRIPTIONS = {
     "AU1": "inner brow raiser", "AU2": "outer brow raiser", "AU4": "brow lowerer",
     "AU5": "upper lid raiser", "AU6": "cheek raiser", "AU9": "nose wrinkler",

@@ -250,6 +250,18 @@ def _where(prepared, i):
     return prepared.sources[i] + (f" frame {frame}" if frame >= 0 else "")
 
 
+def prepare_and_keep(name, items, cache_dir=None, workers=None, progress=True):
+    """prepare + report, as every real-data loader needs them: (prepared, indices of the items
+    that gave a face). A DatasetError when none did."""
+    prepared = prepare(name, items, cache_dir, workers, progress)
+    report(prepared, name)
+    keep = np.flatnonzero(prepared.ok)
+    if not len(keep):
+        raise DatasetError(f"{name}: no face could be aligned in any of the {len(items)} pictures "
+                           f"(see {prepared.manifest_path})")
+    return prepared, keep
+
+
 def report(prepared, name, show=10):
     """Print counts of aligned / no-face / unreadable pictures and a few examples of each."""
     n, ok = len(prepared.status), int(prepared.ok.sum())

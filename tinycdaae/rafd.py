@@ -12,10 +12,9 @@ import re
 import numpy as np
 
 from tinycdaae.align import DatasetError
-from tinycdaae.labels import EMOTIONS, one_hot
-from tinycdaae.prepare import check_folds, faceset_from, prepare, report, say
+from tinycdaae.labels import EMOTIONS, GAZES, one_hot
+from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
 
-GAZES = ("frontal", "left", "right")
 FRONTAL = "090"
 NAME = re.compile(r"Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>[A-Za-z]+)"
                   r"_(?P<emotion>[A-Za-z]+)_(?P<gaze>[A-Za-z]+)\.jpe?g", re.IGNORECASE)
@@ -88,12 +87,7 @@ def load_rafd(data_dir, cache_dir=None, folds=4, workers=None, progress=True):
         raise DatasetError(f"no frontal RaFD images found in {data_dir} ({len(skipped['unparsed'])} "
                            f"file(s) with other names, {len(skipped['other_angle'])} non-frontal).\n{RAFD_HELP}")
 
-    prepared = prepare("rafd", [(path, None) for path, _ in found], cache_dir, workers, progress)
-    report(prepared, "rafd")
-    keep = np.flatnonzero(prepared.ok)
-    if not len(keep):
-        raise DatasetError(f"rafd: no face could be aligned in any of the {len(found)} images "
-                           f"(see {prepared.manifest_path})")
+    prepared, keep = prepare_and_keep("rafd", [(path, None) for path, _ in found], cache_dir, workers, progress)
     fields = [found[i][1] for i in keep]
     subjects = np.array([f["subject"] for f in fields])
     check_folds(subjects, folds, "rafd")

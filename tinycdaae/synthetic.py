@@ -27,13 +27,12 @@ import argparse
 import numpy as np
 
 from .grids import save_png, tile
-from .labels import AUS, EMOTIONS
+from .labels import AUS, EMOTIONS, GAZES
 from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 SIZE = 32                               # output images are (3, SIZE, SIZE)
 VIEW = 0.8                              # the image shows face units [-VIEW, VIEW]^2 (a tight crop)
 CREASE = 0.5                            # wrinkle and fold lines: skin colour times this (dark, visible)
-GAZES = ("frontal", "left", "right")    # gaze codes 0, 1, 2 (irises toward the image's left/right)
 _AU = {name: i for i, name in enumerate(AUS)}   # "AU12" -> its column in an AU vector
 
 # ---------------------------------------------------------------------------------------------
