@@ -34,6 +34,7 @@ copy baseline is exact there and its PSNR infinite), and the task measured is ch
 Pure NumPy and the project's layers; pictures are written through
 grids.save_png, which imports imageio only when called.
 """
+import functools
 import json
 import math
 import os
@@ -311,8 +312,8 @@ class EvaluationSet:
     exact_targets: bool       # True: targets rendered exactly (synthetic); False: real images
     pairs_total: int          # held-out pairs before leaving out no-change pairs and sampling
 
-    @property
-    def change(self):
+    @functools.cached_property
+    def change(self):                      # computed once, read by every network's scoring
         return mse(self.x_source, self.x_target)
 
     def __len__(self):
@@ -406,18 +407,9 @@ def score(x_hat, evalset, reader):
                "identity_top1": float(per_pair["identity_hit"].mean()),
                "identity_top1_whole_image": float(per_pair["identity_hit_whole"].mean())}
     names = list(evalset.label_names)
-    if evalset.kind == "emotion":
-        truth = evalset.target_labels.argmax(axis=1)
-        predicted = reader.predict(x_hat)
-        per_pair["expression_correct"] = predicted == truth
-        counts = confusion_matrix(truth, predicted, len(names))
-        summary["expression_accuracy"] = float(per_pair["expression_correct"].mean())
-        summary["per_class_expression_accuracy"] = dict(zip(names, _floats(per_class_accuracy(counts))))
-        summary["confusion"] = counts.tolist()
-    else:
-        per_pair["au_abs_error"] = np.abs(reader.predict(x_hat) - evalset.target_labels)   # (P, L)
-        summary["au_mae"] = float(per_pair["au_abs_error"].mean())
-        summary["per_au_mae"] = dict(zip(names, _floats(per_pair["au_abs_error"].mean(axis=0))))
+    per_item, expression_summary = expression_scores(reader, x_hat, evalset.target_labels, evalset.kind, names)
+    per_pair["expression_correct" if evalset.kind == "emotion" else "au_abs_error"] = per_item
+    summary.update(expression_summary)
     # by target class: identity too (does a variant lose people on some expressions only?)
     target_class = evalset.target_labels.argmax(axis=1)
     summary["per_class_identity_top1"] = {
@@ -442,20 +434,27 @@ def change_bins(change):
             "large": change > edges[1]}
 
 
+def expression_scores(reader, images, target_labels, kind, names):
+    """The expression reader on `images` against the labels they should show.
+    Returns (per image: correct or not (emotions) / absolute error per AU (P, L),
+    summary: accuracy, per class and confusion counts / mean absolute error and per AU)."""
+    if kind == "emotion":
+        truth, predicted = target_labels.argmax(axis=1), reader.predict(images)
+        counts = confusion_matrix(truth, predicted, len(names))
+        correct = predicted == truth
+        return correct, {"expression_accuracy": float(correct.mean()),
+                         "per_class_expression_accuracy": dict(zip(names, _floats(per_class_accuracy(counts)))),
+                         "confusion": counts.tolist()}
+    errors = np.abs(reader.predict(images) - target_labels)                # (P, L)
+    return errors, {"au_mae": float(errors.mean()), "per_au_mae": dict(zip(names, _floats(errors.mean(axis=0))))}
+
+
 def reader_ceiling(reader, test_set):
     """The expression reader on every real held-out image: the best a generated image can hope
     for. Emotions: accuracy, per class, confusion; AUs: mean absolute error, per AU."""
-    names = list(test_set.label_names)
     labels = np.asarray(test_set.labels, np.float32)
-    if test_set.kind == "emotion":
-        truth, predicted = labels.argmax(axis=1), reader.predict(test_set.images)
-        counts = confusion_matrix(truth, predicted, len(names))
-        return {"images": len(labels), "expression_accuracy": float((predicted == truth).mean()),
-                "per_class_expression_accuracy": dict(zip(names, _floats(per_class_accuracy(counts)))),
-                "confusion": counts.tolist()}
-    errors = np.abs(reader.predict(test_set.images) - labels)
-    return {"images": len(labels), "au_mae": float(errors.mean()),
-            "per_au_mae": dict(zip(names, _floats(errors.mean(axis=0))))}
+    _, summary = expression_scores(reader, test_set.images, labels, test_set.kind, list(test_set.label_names))
+    return {"images": len(labels), **summary}
 
 
 def _floats(values):
