@@ -25,6 +25,7 @@ from tinycdaae import backend, checkpoint, grids
 from tinycdaae.align import DatasetError
 from tinycdaae.datasets import DATASETS
 from tinycdaae.labels import AUS, EMOTIONS, parse_label
+from tinycdaae.recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -48,14 +49,10 @@ TRAIN_DEFAULTS = {
     "epochs": 10,             # measured: recognisable expressions on held-out synthetic people, README
     "batch_size": 32,         # paper
     "seed": 0,
-    "warmup_epochs": 0,       # paper: none (a stabiliser, DESIGN.md §5)
-    "label_smoothing": 0.0,   # paper: none (a stabiliser)
-    "lr": 1e-3,               # paper: Adam 1e-3 for E and G
-    "lr_d_e": 1e-4,           # paper: 1e-4 (a lower one is a stabiliser)
-    "lr_d_g": 1e-4,           # paper: 1e-4
+    "recipe": DEFAULT_RECIPE, # the optimisation settings below come from it (tinycdaae/recipes.py)
 }
 # What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
-RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs")
+RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs") + RECIPE_OPTIONS
 ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
 
 
@@ -96,19 +93,29 @@ def add_train_options(p):
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
                        f"and the prior's samples; same seed, same run bit for bit on the CPU "
                        f"(default {d['seed']})")
-    train.add_argument("--lr", type=float, metavar="LR", help=f"Adam learning rate of the encoder "
-                       f"and decoder (default {d['lr']:g}, paper)")
-    train.add_argument("--lr-d-g", type=float, metavar="LR", help=f"Adam learning rate of the image "
-                       f"discriminator D_G (default {d['lr_d_g']:g}, paper)")
-    stab = p.add_argument_group("stabilisers (DESIGN.md §5; the defaults are the paper's settings)")
-    stab.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
-                      "(reconstruction only) for N epochs before the adversarial terms "
-                      f"(default {d['warmup_epochs']})")
-    stab.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
-                      help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
-                           f"the flag alone means S=0.1 (default {d['label_smoothing']:g})")
-    stab.add_argument("--lr-d-e", type=float, metavar="LR", help="Adam learning rate of the latent "
-                      f"discriminator D_E (default {d['lr_d_e']:g}, paper; try 1e-5 if it overpowers)")
+    recipe = p.add_argument_group(
+        "recipe (the optimisation settings; each option below overrides the recipe's value)")
+    recipe.add_argument("--recipe", choices=sorted(RECIPES), help=f"'{DEFAULT_RECIPE}' (default): the "
+                        "paper's recipe with " + "; ".join(STABLE_REASONS.values()) + ". 'paper': Zhou & "
+                        "Shi's settings exactly (N2 then learns the label in some seeds only; see README)")
+
+    def recipe_default(k, fmt="g"):
+        return ", ".join(f"{name} {format(values[k], fmt)}" for name, values in sorted(RECIPES.items()))
+
+    recipe.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate of the encoder "
+                        f"and decoder ({recipe_default('lr')})")
+    recipe.add_argument("--lr-d-e", type=float, metavar="LR", help="Adam learning rate of the latent "
+                        f"discriminator D_E ({recipe_default('lr_d_e')})")
+    recipe.add_argument("--lr-d-g", type=float, metavar="LR", help="Adam learning rate of the image "
+                        f"discriminator D_G ({recipe_default('lr_d_g')})")
+    recipe.add_argument("--adam-beta1", type=float, metavar="B", help="Adam's first-moment decay, all "
+                        f"three optimizers ({recipe_default('adam_beta1')})")
+    recipe.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
+                        "(reconstruction only) for N epochs before the adversarial terms "
+                        f"({recipe_default('warmup_epochs', 'd')})")
+    recipe.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
+                        help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
+                             f"the flag alone means S=0.1 ({recipe_default('label_smoothing')})")
     run = p.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                      help="cpu (NumPy), gpu (CuPy) or auto: the GPU when CuPy sees one (default auto)")
@@ -183,7 +190,7 @@ def build_parser():
 def resolve_train_options(args):
     """The typed options plus defaults; with --resume, the run's stored options fill the gaps and
     typed ones must agree with them. Returns a dict with every TRAIN_DEFAULTS key."""
-    typed = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k) is not None}
+    typed = {k: getattr(args, k) for k in RUN_OPTIONS + ("epochs",) if getattr(args, k) is not None}
     if typed.get("data_dir") is not None:
         typed["data_dir"] = os.path.abspath(typed["data_dir"])
     out = args.out or default_out({**TRAIN_DEFAULTS, **typed})
@@ -192,7 +199,8 @@ def resolve_train_options(args):
         if os.path.exists(path):
             raise UsageError(f"{out} already holds a run ({path}); add --resume to continue it, or "
                              f"choose another --out")
-        return {**TRAIN_DEFAULTS, **typed}, out, None
+        recipe = typed.get("recipe", TRAIN_DEFAULTS["recipe"])
+        return {**TRAIN_DEFAULTS, **RECIPES[recipe], **typed}, out, None
     if not os.path.exists(path):
         raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
                          f"start the run without --resume, or give the --out of an earlier run")
@@ -201,6 +209,8 @@ def resolve_train_options(args):
     if stored is None:
         raise UsageError(f"{path} was not written by `run.py train` (it has no run options); "
                          f"it cannot be resumed from the command line")
+    if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
+        stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:
@@ -266,7 +276,8 @@ def seeds(seed):
 
 def cmd_train(args):
     from tinycdaae.model import CDAAE, ModelConfig
-    from tinycdaae.objective import Objective, ObjectiveConfig
+    from tinycdaae.objective import Objective
+    from tinycdaae.recipes import objective_config
     from tinycdaae.training import Trainer, TrainConfig
 
     o, out, resumed = resolve_train_options(args)
@@ -281,8 +292,7 @@ def cmd_train(args):
 
     weight_seed, prior_seed, order_seed = seeds(o["seed"])
     model = CDAAE(ModelConfig(skip=o["skip"], width=o["width"], label_dim=len(label_names), seed=weight_seed))
-    objective = Objective(model, ObjectiveConfig(lr_autoencoder=o["lr"], lr_d_e=o["lr_d_e"], lr_d_g=o["lr_d_g"],
-                                                 real_label=1.0 - o["label_smoothing"], prior_seed=prior_seed))
+    objective = Objective(model, objective_config(o, prior_seed))
     if resumed is not None:
         if resumed.get("label_names") != label_names:
             raise UsageError(f"the run was trained on labels {resumed.get('label_names')}, but the data "

@@ -37,6 +37,8 @@ class ObjectiveConfig:
     lr_autoencoder: float = 1e-3  # Adam learning rate for E and G (paper: 1e-3)
     lr_d_e: float = 1e-4          # Adam learning rate for D_E (paper: 1e-4; lower it if D_E overpowers E)
     lr_d_g: float = 1e-4          # Adam learning rate for D_G (paper: 1e-4)
+    adam_beta1: float = 0.9       # Adam's first-moment decay for all three optimizers (Adam's default;
+                                  # GANs often use 0.5). Not the paper's β1, which weighs L_E.
     real_label: float = 1.0       # discriminators' target for real samples; 0.9 = one-sided label smoothing
     prior_seed: int = 0           # seed of the N(0, I) samples z* shown to D_E
 
@@ -47,6 +49,8 @@ class ObjectiveConfig:
         for name in ("lr_autoencoder", "lr_d_e", "lr_d_g"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.adam_beta1 < 1.0:
+            raise ValueError(f"adam_beta1 must be in [0, 1), got {self.adam_beta1}")
         if not 0.5 < self.real_label <= 1.0:
             raise ValueError(f"real_label must be in (0.5, 1], got {self.real_label}")
 
@@ -103,9 +107,10 @@ class Objective:
     def __init__(self, model, config=None, **overrides):
         self.model = model
         self.config = config = config or ObjectiveConfig(**overrides)
-        self.opt_autoencoder = Adam(model.autoencoder_params(), lr=config.lr_autoencoder)
-        self.opt_d_e = Adam(model.D_E.params(), lr=config.lr_d_e)
-        self.opt_d_g = Adam(model.D_G.params(), lr=config.lr_d_g)
+        b1 = config.adam_beta1
+        self.opt_autoencoder = Adam(model.autoencoder_params(), lr=config.lr_autoencoder, beta1=b1)
+        self.opt_d_e = Adam(model.D_E.params(), lr=config.lr_d_e, beta1=b1)
+        self.opt_d_g = Adam(model.D_G.params(), lr=config.lr_d_g, beta1=b1)
         self.rng = np.random.default_rng(config.prior_seed)     # z* ~ N(0, I), drawn on the host
         self.step_count = 0
 

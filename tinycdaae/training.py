@@ -50,6 +50,11 @@ class TrainConfig:
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
+    label_effect_threshold: float = 0.1   # warn below this fraction of the data's own change (measured:
+                                          # ~0.01 for label-blind London runs, 0.7-0.9 for working ones)
+    label_effect_patience: int = 2        # epochs in a row below it before the warning
+    label_effect_grace: float = 0.25      # fraction of the epochs (and all warm-up epochs) not judged:
+                                          # every run copies its input for a while first
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -60,23 +65,33 @@ class TrainConfig:
             raise ValueError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
         if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
             raise ValueError("monitor_window and collapse_patience must be >= 1, divergence_factor > 1")
+        if self.label_effect_patience < 1 or not 0 <= self.label_effect_grace <= 1:
+            raise ValueError("label_effect_patience must be >= 1 and label_effect_grace in [0, 1]")
+
+    def label_grace_epochs(self):
+        return max(self.warmup_epochs, int(self.epochs * self.label_effect_grace))
 
 
 # --------------------------------------------------------------------------------- monitors
 class LatentCollapseMonitor:
-    """Watches the latent discriminator D_E for the failure DESIGN.md §5 describes.
+    """Watches the latent discriminator D_E: its loss should hover near chance, 2 ln 2 ≈ 1.39
+    (D_E unsure, the codes z look like prior samples). It warns when the running mean of the last
+    `window` adversarial steps stays far from chance in either direction:
 
-    Two signs, each judged on the running mean of the last `window` adversarial steps:
-      - "collapsed": D_E's loss far above chance (> 2 · 2 ln 2) while the encoder's L_E -> 0:
-        D_E takes the encoder's codes for prior samples and no longer shapes z. In the
-        reference runs this preceded networks that copy the input and ignore the label.
-      - "overpowering": D_E tells codes from prior samples every time (accuracy >= 0.99).
+      - far above (L_D_E > FAR · 2 ln 2): D_E is wrong about most samples. Either the encoder's
+        codes fool it (L_E -> 0: "collapse"), or it is *confidently wrong* (accuracy near 0: it
+        calls codes real and prior samples fake) because the encoder drives z to wherever D_E
+        last said "real" faster than D_E can follow. Either way the prior no longer shapes z.
+      - far below (L_D_E < 2 ln 2 / FAR, or accuracy >= 0.99): D_E tells codes from prior
+        samples every time; the encoder's L_E gradient is then large and may drown L_R's.
+
     A sign must last `patience` steps in a row to be reported; it is reported once until it
-    clears. Training is never stopped for it: it is a warning with advice.
+    clears. Training is never stopped for it: it is a warning with the numbers and advice.
     """
 
-    ADVICE = ("try the stabilisers: --warmup-epochs 2 (autoencoder-only epochs first), "
-              "--label-smoothing 0.1 (one-sided), or a lower --lr-d-e such as 1e-5")
+    FAR = 2.0   # "far from chance": a factor of 2 either way
+    ADVICE = ("the default recipe (--recipe stable) is built to avoid this; with the paper's recipe try "
+              "--lr-d-e 1e-3, --adam-beta1 0.5 or --warmup-epochs")
 
     def __init__(self, window, patience):          # defaults: TrainConfig
         self.window, self.patience = window, patience
@@ -87,14 +102,16 @@ class LatentCollapseMonitor:
     def diagnose(self):
         """A sentence describing the running means if they show a sign, else None."""
         mean_d, mean_e, mean_acc = (float(np.mean(q)) for q in (self.loss_d_e, self.loss_e, self.acc_d_e))
-        numbers = (f"over the last {self.window} steps L_D_E = {mean_d:.2f}, L_E = {mean_e:.3f}, "
-                   f"acc_D_E = {mean_acc:.2f}")
-        if mean_d > 2 * CHANCE_LOSS_D and mean_e < 0.1:
-            return (f"latent discriminator collapse: D_E's loss is far above chance "
-                    f"({2 * CHANCE_LOSS_D:.2f}) while the encoder's L_E -> 0, so the prior no longer "
-                    f"shapes z ({numbers})")
-        if mean_acc >= 0.99:
-            return f"D_E is overpowering the encoder: it tells codes from N(0, I) samples every time ({numbers})"
+        numbers = (f"over the last {self.window} steps L_D_E = {mean_d:.2f} (chance {CHANCE_LOSS_D:.2f}), "
+                   f"L_E = {mean_e:.3f}, acc_D_E = {mean_acc:.2f}")
+        if mean_d > self.FAR * CHANCE_LOSS_D:
+            if mean_acc <= 0.01:
+                return ("D_E is confidently wrong: it calls the encoder's codes real and N(0, I) samples "
+                        f"fake, so the prior no longer shapes z ({numbers})")
+            return (f"latent discriminator collapse: D_E's loss is far above chance while the encoder "
+                    f"fools it, so the prior no longer shapes z ({numbers})")
+        if mean_acc >= 0.99 or mean_d < CHANCE_LOSS_D / self.FAR:
+            return f"D_E is overpowering the encoder: it tells codes from N(0, I) samples ({numbers})"
         return None
 
     def update(self, metrics):
@@ -122,6 +139,51 @@ class LatentCollapseMonitor:
     def load_state(self, state):
         for name in ("loss_d_e", "loss_e", "acc_d_e"):
             getattr(self, name).extend(state[name])
+        self.streak, self.reported = state["streak"], state["reported"]
+
+
+def label_effect(model, faces, labels):
+    """How much the output depends on the label: the mean absolute pixel difference between
+    x̂ = G(faces, l_a) and G(faces, l_b), averaged over every pair a < b of the rows of `labels`.
+    faces (N, 3, H, W) in [-1, 1], labels (L, label_dim). 0: the network ignores the label."""
+    outputs = [model.generate(faces, np.repeat(row[None], len(faces), axis=0))["x_hat"] for row in labels]
+    gaps = [np.abs(outputs[a] - outputs[b]).mean() for a in range(len(outputs)) for b in range(a)]
+    return float(np.mean(gaps))
+
+
+class LabelEffectMonitor:
+    """Watches whether the generated faces still depend on the label: after each epoch,
+    label_effect (the mean |x̂(l_a) − x̂(l_b)| over a fixed batch of faces and every pair of the
+    data's labels) against the change the data itself asks for, the mean |x_t − x_s| over the
+    pairs whose label changes. A network that learnt the label changes its output by a sizeable
+    fraction of that; one that copies its input or ignores the label, by almost nothing.
+
+    It warns, once, when the ratio stays below `threshold` for `patience` epochs in a row after
+    the first `grace` epochs (every network starts by copying its input; see README)."""
+
+    def __init__(self, threshold, patience, grace):          # defaults: TrainConfig
+        self.threshold, self.patience, self.grace = threshold, patience, grace
+        self.streak, self.reported = 0, False
+
+    def update(self, epoch, effect, data_change):
+        """Feed one epoch's numbers; returns a warning message or None."""
+        ratio = effect / max(data_change, 1e-12)
+        if epoch <= self.grace or ratio >= self.threshold:
+            self.streak, self.reported = 0, False
+            return None
+        self.streak += 1
+        if self.streak >= self.patience and not self.reported:
+            self.reported = True
+            return (f"the generated faces hardly depend on the label: changing the label changes the "
+                    f"output by {effect:.4f} on average, {ratio:.0%} of the change the data asks for "
+                    f"({data_change:.4f}), for {self.streak} epochs in a row. The network is copying its "
+                    f"input or ignoring the label; {LatentCollapseMonitor.ADVICE}.")
+        return None
+
+    def state(self):
+        return {"streak": self.streak, "reported": self.reported}
+
+    def load_state(self, state):
         self.streak, self.reported = state["streak"], state["reported"]
 
 
@@ -155,6 +217,24 @@ class DivergenceMonitor:
 
 
 # ----------------------------------------------------------------------------------- helpers
+def label_probe(faceset, n_faces=32, max_pairs=1024):
+    """What LabelEffectMonitor looks at, fixed for a whole run: source faces (n, 3, H, W) of pairs
+    whose label changes (evenly spread over the pairs), the label rows to compare (the data's
+    distinct labels if there are at most 16, else each label alone at full strength: AU data),
+    and the data's own change, the mean |x_t − x_s| over up to max_pairs such pairs."""
+    labels = np.asarray(faceset.labels, np.float32)
+    pairs = faceset.pairs
+    changing = pairs[np.abs(labels[pairs[:, 0]] - labels[pairs[:, 1]]).max(axis=1) > 1e-6]
+    if len(changing) == 0:
+        return None
+    faces = faceset.images[changing[np.linspace(0, len(changing) - 1, n_faces).astype(int), 0]]
+    sample = changing[np.linspace(0, len(changing) - 1, min(max_pairs, len(changing))).astype(int)]
+    data_change = float(np.abs(faceset.images[sample[:, 1]] - faceset.images[sample[:, 0]]).mean())
+    rows = np.unique(labels, axis=0)
+    rows = rows if len(rows) <= 16 else np.eye(labels.shape[1], dtype=np.float32)
+    return faces, rows, data_change
+
+
 def non_finite_terms(metrics):
     """Names of the loss terms that are NaN or infinite."""
     return [name for name, value in metrics.items() if not math.isfinite(value)]
@@ -214,6 +294,9 @@ class Trainer:
         self.log_path = os.path.join(out_dir, "log.jsonl")
         self.collapse = LatentCollapseMonitor(config.monitor_window, config.collapse_patience)
         self.divergence = DivergenceMonitor(config.monitor_window, config.divergence_factor)
+        self.label_monitor = LabelEffectMonitor(config.label_effect_threshold, config.label_effect_patience,
+                                                config.label_grace_epochs())
+        self.probe = label_probe(train_set)
         self.epoch = 0                 # epochs completed
         self.batch_in_epoch = 0        # batches completed in the current epoch
         self.rng_state = np.random.default_rng(config.seed).bit_generator.state   # at this epoch's start
@@ -224,12 +307,15 @@ class Trainer:
             self.rng_state = trainer_state["order_rng"]
             self.collapse.load_state(trainer_state["collapse"])
             self.divergence.load_state(trainer_state["divergence"])
+            if "label_effect" in trainer_state:            # checkpoints written before this monitor lack it
+                self.label_monitor.load_state(trainer_state["label_effect"])
             self.saved_step = objective.step_count
             truncate_log(self.log_path, objective.step_count)
 
     def state(self):
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "order_rng": self.rng_state,
                 "collapse": self.collapse.state(), "divergence": self.divergence.state(),
+                "label_effect": self.label_monitor.state(),
                 "config": asdict(self.config)}
 
     def save(self):
@@ -303,6 +389,7 @@ class Trainer:
                     return self._stop_interrupted()
                 # the epoch is complete
                 self.epoch, self.batch_in_epoch, self.rng_state = self.epoch + 1, 0, rng.bit_generator.state
+                label_numbers = self._check_label_effect()           # before the save: its state is saved
                 stopped = self._save_if_finite()
                 if stopped:
                     return stopped
@@ -310,7 +397,7 @@ class Trainer:
                 if self.sample_fn is not None:
                     sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
                     self.sample_fn(sample_path)
-                means = {name: total / max(count, 1) for name, total in sums.items()}
+                means = {**{name: total / max(count, 1) for name, total in sums.items()}, **label_numbers}
                 seconds = time.perf_counter() - epoch_start
                 self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
                           "steps_this_session": count, "seconds": round(seconds, 2), **means})
@@ -322,12 +409,27 @@ class Trainer:
                  f"{time.perf_counter() - started:.0f} s; checkpoint {self.checkpoint_path}")
         return "finished"
 
+    def _check_label_effect(self):
+        """After an epoch: measure how much the output depends on the label, warn if it has stopped
+        depending on it. Returns the numbers for the epoch's log line."""
+        if self.probe is None:
+            return {}
+        faces, rows, data_change = self.probe
+        effect = label_effect(self.objective.model, faces, rows)
+        warning = self.label_monitor.update(self.epoch, effect, data_change)
+        if warning:
+            self.say(f"warning (epoch {self.epoch}): {warning}")
+            self.log({"event": "label_warning", "step": self.objective.step_count, "epoch": self.epoch,
+                      "message": warning})
+        return {"label_effect": effect, "label_effect_ratio": effect / data_change}
+
     @staticmethod
     def _short(metrics):
         """The loss terms for the progress bar and the epoch line."""
         names = (("loss_R", "L_R", ".4f"), ("loss_E", "L_E", ".3f"), ("loss_G", "L_G", ".3f"),
                  ("loss_D_E", "L_D_E", ".3f"), ("loss_D_G", "L_D_G", ".3f"),
-                 ("acc_D_E", "acc_D_E", ".2f"), ("acc_D_G", "acc_D_G", ".2f"))
+                 ("acc_D_E", "acc_D_E", ".2f"), ("acc_D_G", "acc_D_G", ".2f"),
+                 ("label_effect_ratio", "label_effect", ".2f"))
         return " ".join(f"{short}={metrics[key]:{fmt}}" for key, short, fmt in names if key in metrics)
 
     def _stop_interrupted(self):

@@ -1,0 +1,169 @@
+"""Look inside a training run: what happens to z, D_E and the label path, step by step.
+
+    python scripts/diagnose_latent.py --data-dir DIR --seed 1 --out runs/diagnose-paper-s1
+    python scripts/diagnose_latent.py --recipe stable --seed 1 --out runs/diagnose-stable-s1
+
+Trains N2 exactly as `run.py train --dataset folder` would (same seeds, same data order), and
+every `--every` steps records, on the current batch:
+
+  D_E's logits        mean logit on the encoder's codes z and on prior samples z* ~ N(0, I)
+  z against the prior per-dimension mean and std of z over the batch (prior: 0 and 1), mean ‖z‖
+                      (prior: ≈ √100 = 10)
+  gradients into z    ‖∂(α L_R)/∂z‖ (through G1) and ‖∂(β1 L_E)/∂z‖ (through D_E), batch means
+  the difference d    mean |d| and the fraction of d's units saturated (|d| > 0.99, tanh's flat end)
+  the label path      mean |x̂(l_a) − x̂(l_b)| on a fixed batch of held-out faces for every pair of
+                      the data's labels (0: the output ignores the label), and the norms of G1's
+                      first-layer weights on the z inputs and on the label inputs
+
+It writes diagnostics.jsonl (one line per record) and diagnostics.png (the curves).
+The data is a folder dataset (path,subject,emotion CSV), such as the built-in London photos.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tinycdaae import backend  # noqa: E402
+from tinycdaae.datasets import load_dataset, split_for_training  # noqa: E402
+from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
+from tinycdaae.objective import Objective  # noqa: E402
+from tinycdaae.objective import ObjectiveConfig  # noqa: E402
+from tinycdaae.training import label_effect  # noqa: E402
+
+
+RECIPES = {"paper": {}, "stable": {"lr_d_e": 1e-3, "adam_beta1": 0.5}}
+           
+
+
+def seeds(seed):
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+
+
+def objective_config(recipe, prior_seed):
+    options = {k: v for k, v in RECIPES[recipe].items() if k != "warmup_epochs"}
+    return ObjectiveConfig(prior_seed=prior_seed, **options)
+
+
+def norm_rows(a):
+    return float(backend.xp.sqrt((a.astype("float64") ** 2).sum(axis=1)).mean())
+
+
+class Probe:
+    """Wraps the model's functions to catch what passes through one autoencoder step."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, {}
+        self.rng = np.random.default_rng(12345)
+        g1_backward, backward = model.G1.backward, model.autoencode_backward
+
+        def g1_backward_probe(dout, cache, need_dx=True):
+            dzl = g1_backward(dout, cache, need_dx)
+            self.seen["grad_z_from_L_R"] = norm_rows(dzl[:, :model.config.latent_dim])
+            return dzl
+
+        def backward_probe(dx_hat, dz_extra, cache):
+            self.seen["grad_z_from_L_E"] = 0.0 if dz_extra is None else norm_rows(dz_extra)
+            return backward(dx_hat, dz_extra, cache)
+
+        model.G1.backward, model.autoencode_backward = g1_backward_probe, backward_probe
+
+
+def record(model, objective, probe, x_s, l_t, fixed_faces, label_rows):
+    xp = backend.xp
+    x_hat, z, d, _ = model.autoencode(backend.to_device(x_s), backend.to_device(l_t))
+    prior = probe.rng.standard_normal(z.shape).astype(z.dtype)   # its own draws: training's stay as they are
+    logit_z = model.D_E.forward(z)[0]
+    logit_prior = model.D_E.forward(backend.to_device(prior))[0]
+    dense = model.G1.layers[0].w.data                                  # (out, latent + L)
+    latent = model.config.latent_dim
+    out = {"logit_D_E_z": float(logit_z.mean()), "logit_D_E_prior": float(logit_prior.mean()),
+           "z_mean_abs": float(xp.abs(z.mean(axis=0)).mean()), "z_std": float(z.std(axis=0).mean()),
+           "z_norm": norm_rows(z), "d_abs": float(xp.abs(d).mean()),
+           "d_saturated": float((xp.abs(d) > 0.99).mean()),
+           "w_G1_z": float(xp.sqrt((dense[:, :latent] ** 2).sum())),
+           "w_G1_label": float(xp.sqrt((dense[:, latent:] ** 2).sum())),
+           "label_effect": label_effect(model, fixed_faces, label_rows)}
+    return {**out, **probe.seen}
+
+
+def plot(records, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [r["step"] for r in records]
+    panels = [("D_E's mean logit", ("logit_D_E_z", "logit_D_E_prior"), None),
+              ("D_E's loss", ("loss_D_E",), 2 * np.log(2)),
+              ("‖z‖ (prior ≈ 10), per-dim std of z (prior 1)", ("z_norm", "z_std"), None),
+              ("gradient reaching z", ("grad_z_from_L_R", "grad_z_from_L_E"), None),
+              ("G1 input weights (norm)", ("w_G1_z", "w_G1_label"), None),
+              ("label effect: mean |x̂(a) − x̂(b)|", ("label_effect",), None),
+              ("reconstruction L_R", ("loss_R",), None),
+              ("difference d", ("d_abs", "d_saturated"), None)]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
+    for ax, (name, keys, line) in zip(axes.ravel(), panels):
+        for key in keys:
+            ax.plot(steps, [r[key] for r in records], label=key)
+        if line is not None:
+            ax.axhline(line, color="grey", lw=0.8, ls="--", label="chance")
+        if name.startswith("gradient"):
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+        ax.set_xlabel("step", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="folder")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--every", type=int, default=4, help="record every N steps")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    backend.use("cpu")
+    backend.keep_freed_memory()
+    faces = load_dataset(args.dataset, args.data_dir, progress=False)
+    train, test = split_for_training(faces, args.fold, 4)
+    weight_seed, prior_seed, order_seed = seeds(args.seed)
+    model = CDAAE(ModelConfig(skip="n2", width=args.width, label_dim=len(train.label_names), seed=weight_seed))
+    objective = Objective(model, objective_config(args.recipe, prior_seed=prior_seed))
+    probe = Probe(model)
+    fixed = test.images[:32]
+    label_rows = np.eye(len(train.label_names), dtype=np.float32)
+    os.makedirs(args.out, exist_ok=True)
+    rng = np.random.default_rng(order_seed)
+    records = []
+    warmup = RECIPES[args.recipe].get("warmup_epochs", 0)
+    with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
+        for epoch in range(args.epochs):
+            order = rng.permutation(len(train))
+            for start in range(0, len(order), 32):
+                x_s, x_t, l_t = train.batch(order[start:start + 32])
+                metrics = objective.step(x_s, x_t, l_t, adversarial=epoch >= warmup)
+                if objective.step_count % args.every == 0:
+                    r = {"step": objective.step_count, "epoch": epoch + 1, **metrics,
+                         **record(model, objective, probe, x_s, l_t, fixed, label_rows)}
+                    records.append(r)
+                    f.write(json.dumps(r) + "\n")
+            last = records[-1]
+            print(f"epoch {epoch + 1}: " + " ".join(f"{k}={last.get(k, float('nan')):.3g}" for k in
+                  ("loss_R", "loss_D_E", "acc_D_E", "logit_D_E_z", "logit_D_E_prior", "z_norm",
+                   "grad_z_from_L_R", "grad_z_from_L_E", "label_effect")), flush=True)
+    plot(records, os.path.join(args.out, "diagnostics.png"),
+         f"N2, recipe {args.recipe}, seed {args.seed}, fold {args.fold}")
+
+
+if __name__ == "__main__":
+    main()

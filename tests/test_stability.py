@@ -1,0 +1,141 @@
+"""The training recipes and the monitors that watch for the latent-discriminator failure.
+
+Each warning is driven by real training of a tiny network on synthetic faces (no mocked
+metrics): a configuration built to fail fires it, the default recipe stays quiet. And the
+paper's recipe, one flag away, is exactly the library's paper settings, bit for bit."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tinycdaae import checkpoint
+from tinycdaae.datasets import load_dataset, split_for_training
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective, ObjectiveConfig
+from tinycdaae.recipes import RECIPES, objective_config
+from tinycdaae.training import (LabelEffectMonitor, LatentCollapseMonitor, Trainer, TrainConfig, label_effect,
+                                label_probe)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """8 synthetic people, 2 folds: 4 to train on (x 3 gazes x 64 pairs = 768 pairs)."""
+    return split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=8), 0, 2)
+
+
+def train(tmp_path, train_set, objective_options, epochs, batch_size=64, **train_options):
+    """Train a tiny N2 for real; return (status, the log's warning events, the trainer)."""
+    model = CDAAE(ModelConfig(width=0.125, seed=1))
+    objective = Objective(model, ObjectiveConfig(prior_seed=2, **objective_options))
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=3, **train_options)
+    trainer = Trainer(objective, train_set, config, str(tmp_path), say=lambda message: None)
+    status = trainer.run()
+    with open(os.path.join(tmp_path, "log.jsonl")) as f:
+        events = [json.loads(line) for line in f if '"event"' in line]
+    return status, [e for e in events if e["event"].endswith("warning")], trainer
+
+
+# ----------------------------------------------------------------- D_E far from chance, both ways
+def test_d_e_warning_fires_when_the_encoder_outruns_a_frozen_d_e(tmp_path, faces):
+    """D_E barely learns (lr 1e-7) while the encoder chases its 'real' side with a strong L_E:
+    D_E's loss climbs far above chance, and the trainer says so, with numbers, once."""
+    status, warnings, _ = train(tmp_path, faces[0], {"lr_d_e": 1e-7, "beta1": 1.0, "lr_autoencoder": 3e-3},
+                                epochs=4, monitor_window=10, collapse_patience=10)
+    assert status == "finished"                                     # a warning never stops the run
+    d_e = [w for w in warnings if w["event"] == "collapse_warning"]
+    assert len(d_e) == 1, warnings
+    assert "far above chance" in d_e[0]["message"] or "confidently wrong" in d_e[0]["message"]
+    assert "L_D_E = " in d_e[0]["message"] and "--recipe stable" in d_e[0]["message"]
+
+
+def test_d_e_warning_fires_when_d_e_overpowers_a_frozen_encoder(tmp_path, faces):
+    status, warnings, _ = train(tmp_path, faces[0], {"lr_d_e": 1e-2, "lr_autoencoder": 1e-7},
+                                epochs=4, monitor_window=10, collapse_patience=10)
+    d_e = [w for w in warnings if w["event"] == "collapse_warning"]
+    assert status == "finished" and len(d_e) == 1 and "overpowering" in d_e[0]["message"]
+
+
+def test_no_warning_with_the_default_recipe(tmp_path, faces):
+    options = objective_config(RECIPES["stable"]).__dict__
+    options = {k: v for k, v in options.items() if k != "prior_seed"}
+    # 20 epochs of 12 steps; the label is judged from epoch 11 on (this tiny network starts to
+    # follow it around epoch 8: ratio 0.07, then 0.11 at epoch 9 and 0.3 at epoch 12)
+    status, warnings, trainer = train(tmp_path, faces[0], options, epochs=20, monitor_window=10,
+                                      collapse_patience=10, label_effect_grace=0.5)
+    assert status == "finished" and warnings == []
+    with open(os.path.join(tmp_path, "log.jsonl")) as f:
+        epochs = [json.loads(line) for line in f if '"event": "epoch"' in line]
+    assert epochs[-1]["label_effect_ratio"] > trainer.config.label_effect_threshold
+
+
+# ------------------------------------------------------------------------ the label stops mattering
+def test_label_warning_fires_when_the_output_ignores_the_label(tmp_path, faces):
+    """An autoencoder that cannot learn (lr 1e-9) stays at its initial, label-blind output."""
+    status, warnings, trainer = train(tmp_path, faces[0], {"lr_autoencoder": 1e-9}, epochs=8,
+                                      label_effect_patience=2, label_effect_grace=0.5)
+    labels = [w for w in warnings if w["event"] == "label_warning"]
+    assert status == "finished" and len(labels) == 1
+    grace = trainer.config.label_grace_epochs()
+    assert labels[0]["epoch"] == grace + 2                          # first judged epoch, then patience
+    assert "hardly depend on the label" in labels[0]["message"]
+
+
+def test_label_effect_measures_the_outputs_dependence_on_the_label(faces):
+    train_set = faces[0]
+    images, rows, data_change = label_probe(train_set)
+    assert images.shape == (32, 3, 32, 32) and rows.shape == (8, 8) and 0.01 < data_change < 1
+    model = CDAAE(ModelConfig(width=0.125, seed=1))
+    assert label_effect(model, images, rows) > 0
+    model.G1.layers[0].w.data[:, model.config.latent_dim:] = 0          # cut the label out of G1
+    assert label_effect(model, images, rows) == 0
+
+
+def test_label_monitor_grace_patience_and_state():
+    monitor = LabelEffectMonitor(threshold=0.1, patience=2, grace=3)
+    blind = [monitor.update(epoch, 0.001, 0.1) for epoch in range(1, 8)]
+    assert [bool(m) for m in blind] == [False, False, False, False, True, False, False]
+    other = LabelEffectMonitor(threshold=0.1, patience=2, grace=3)
+    other.load_state(json.loads(json.dumps(monitor.state())))
+    assert other.update(8, 0.001, 0.1) is None and other.update(9, 0.05, 0.1) is None  # cleared
+    assert other.update(10, 0.001, 0.1) is None and other.update(11, 0.001, 0.1)       # a new episode
+
+
+def test_d_e_monitor_names_a_confidently_wrong_discriminator():
+    monitor = LatentCollapseMonitor(window=5, patience=5)
+    wrong = {"loss_D_E": 40.0, "loss_E": 0.5, "acc_D_E": 0.0}
+    messages = [m for m in (monitor.update(wrong) for _ in range(20)) if m]
+    assert len(messages) == 1 and "confidently wrong" in messages[0] and "L_D_E = 40.00" in messages[0]
+
+
+# ---------------------------------------------------------------------------------- the recipes
+def test_paper_recipe_is_the_papers_settings():
+    assert objective_config(RECIPES["paper"]) == ObjectiveConfig()      # the library's defaults: the paper's
+    assert RECIPES["paper"]["warmup_epochs"] == 0 == TrainConfig().warmup_epochs
+
+
+def test_recipe_paper_on_the_command_line_is_the_paper_bit_for_bit(tmp_path):
+    """`run.py --recipe paper` trains exactly what the library does with the paper's settings."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    out = tmp_path / "cli"
+    subprocess.run([sys.executable, os.path.join(repo, "run.py"), "--recipe", "paper", "--subjects", "4",
+                    "--folds", "2", "--width", "0.0625", "--batch-size", "128", "--epochs", "2",
+                    "--device", "cpu", "--out", str(out)], env=env, check=True, capture_output=True, cwd=repo)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run", os.path.join(repo, "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    train_set, _ = split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=4, folds=2), 0, 2)
+    weight_seed, prior_seed, order_seed = run.seeds(0)
+    objective = Objective(CDAAE(ModelConfig(width=0.0625, seed=weight_seed)), ObjectiveConfig(prior_seed=prior_seed))
+    Trainer(objective, train_set, TrainConfig(epochs=2, batch_size=128, seed=order_seed), str(tmp_path / "lib"),
+            say=lambda message: None).run()
+    cli_arrays = checkpoint.read(str(out / "checkpoint.npz"))[1]
+    lib_arrays = checkpoint.read(str(tmp_path / "lib" / "checkpoint.npz"))[1]
+    weights = [k for k in lib_arrays if k != "meta_json"]
+    assert len(weights) > 20 and all(np.array_equal(cli_arrays[k], lib_arrays[k]) for k in weights)
+    stable = checkpoint.read(str(out / "checkpoint.npz"), arrays=False)[0]["objective_config"]
+    assert stable["lr_d_e"] == 1e-4 and stable["adam_beta1"] == 0.9
