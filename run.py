@@ -2,6 +2,7 @@
 
     python run.py                                    train on the built-in synthetic faces
     python run.py --dataset rafd --data-dir RaFD     train on RaFD (same as `python run.py train ...`)
+    python run.py --dataset london                   train on the built-in London photos (real faces)
     python run.py generate --checkpoint runs/NAME/checkpoint.npz --image photo.jpg --emotion happy
     python run.py gradcheck                          check every hand-written gradient
     python run.py evaluate --checkpoint runs/A runs/B   score networks on their held-out people
@@ -23,7 +24,7 @@ import numpy as np
 
 from tinycdaae import backend, checkpoint, grids
 from tinycdaae.align import DatasetError
-from tinycdaae.datasets import DATASETS
+from tinycdaae.datasets import BUILT_IN, DATASETS
 from tinycdaae.labels import AUS, EMOTIONS, parse_label
 from tinycdaae.recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
 
@@ -65,9 +66,10 @@ def add_train_options(p):
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS,
                       help=f"what to train on (default {d['dataset']}: built-in faces, no download; "
+                           "london: 78 real people, neutral and happy, built in; "
                            "rafd/disfa/folder need --data-dir, see README 'Real datasets')")
     data.add_argument("--data-dir", metavar="PATH", help="where your copy of RaFD, DISFA or your own "
-                      "labelled folder is (not for synthetic)")
+                      "labelled folder is (not for synthetic or london, which are built in)")
     data.add_argument("--labels", choices=("emotion", "au"),
                       help=f"synthetic only: train on the 8 emotions or on the 12 AU intensities "
                            f"(default {d['labels']}); real datasets bring their own kind")
@@ -135,7 +137,8 @@ def add_generate_options(p):
     what = p.add_argument_group("what to draw (any combination; none given: --grid all)")
     label = what.add_mutually_exclusive_group()
     label.add_argument("--emotion", metavar="SPEC", help="target emotion for result.png: 'happy', or a "
-                       "mix 'happy=0.5,surprised=0.5' (names: " + ", ".join(EMOTIONS) + ")")
+                       "mix 'happy=0.5,surprised=0.5' (names: those the checkpoint was trained on, at most "
+                       + ", ".join(EMOTIONS) + "; the London photos have neutral and happy)")
     label.add_argument("--au", metavar="SPEC", help="target AU intensities in [0, 1] for result.png, "
                        "e.g. 'AU12=0.8,AU6=0.5'; unnamed AUs are 0 (names: " + ", ".join(AUS) + ")")
     what.add_argument("--grid", metavar="all|A,B", help="'all': the face with every label at full "
@@ -245,9 +248,10 @@ def check_train_options(o):
     for k in ("lr", "lr_d_e", "lr_d_g"):
         if not o[k] > 0:
             raise UsageError(f"{flag(k)} must be positive, got {o[k]}")
+    if o["dataset"] in BUILT_IN and o["data_dir"] is not None:   # refused, not ignored: see datasets.py
+        raise UsageError(f"--data-dir is for --dataset rafd, disfa or folder; --dataset {o['dataset']} is "
+                         f"built in and needs none")
     if o["dataset"] == "synthetic":
-        if o["data_dir"] is not None:
-            raise UsageError("--data-dir is for --dataset rafd, disfa or folder; the synthetic faces need none")
         if o["subjects"] < o["folds"]:
             raise UsageError(f"--subjects must be at least --folds ({o['folds']}), got {o['subjects']}")
     else:
@@ -567,7 +571,10 @@ def cmd_evaluate(args):
 def cmd_compare(args):
     """Train every (variant, seed, fold) with the same options, then evaluate them all."""
     import time
-    if args.dataset != "synthetic" and not args.data_dir:
+    if args.dataset in BUILT_IN and args.data_dir:
+        raise UsageError(f"--data-dir is for --dataset rafd, disfa or folder; --dataset {args.dataset} is "
+                         f"built in and needs none")
+    if args.dataset not in BUILT_IN and not args.data_dir:
         raise UsageError(f"--dataset {args.dataset} needs --data-dir PATH (where your copy of it lives)")
     several = len(args.seed) > 1 or len(args.fold) > 1
     paths, started = [], time.perf_counter()
@@ -581,7 +588,7 @@ def cmd_compare(args):
                         "--device", args.device, "--out", run_dir]
                 if args.dataset == "synthetic":
                     argv += ["--labels", args.labels, "--subjects", str(args.subjects)]
-                else:
+                elif args.data_dir:
                     argv += ["--data-dir", args.data_dir]
                 if os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
                     argv.append("--resume")          # finished runs return at once

@@ -139,10 +139,58 @@ def test_train_on_your_own_labelled_photos(env, tmp_path):
     result = cli(env, "--dataset", "folder", "--data-dir", LONDON, "--folds", 2, "--width", 0.0625,
                  "--batch-size", 4, "--epochs", 1, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "data: folder (emotion" in result.stdout and "3 training people, 12 pairs" in result.stdout
+    assert "data: folder (emotion: neutral, happy)" in result.stdout and "3 training people, 12 pairs" in result.stdout
     assert weights(out / "checkpoint.npz")[1] == 3
-    # 3 held-out people; they have only neutral and happy, so no rows of real targets
-    assert png_shape(out / "samples" / "epoch_001.png") == (3 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
+    # 3 held-out people, each followed by their real neutral and happy images; input + 2 labels
+    assert png_shape(out / "samples" / "epoch_001.png") == (6 * (96 + 2) + 2, 3 * (96 + 2) + 2, 3)
+
+
+# ------------------------------------------------------------------------ built-in London photos
+@pytest.fixture(scope="module")
+def london_run(env, tmp_path_factory):
+    """A tiny run on --dataset london: 78 people, 2 folds, neutral and happy (aligned once per session)."""
+    out = tmp_path_factory.mktemp("london") / "run"
+    result = cli(env, "--dataset", "london", "--folds", 2, "--width", 0.0625, "--batch-size", 64,
+                 "--epochs", 1, "--device", "cpu", "--out", out, timeout=300)
+    return out, result
+
+
+@needs_dlib
+def test_train_on_the_built_in_london_photos(london_run):
+    out, result = london_run
+    assert result.returncode == 0, result.stderr
+    assert "data: london (emotion: neutral, happy); 39 training people, 156 pairs" in result.stdout
+    extra = checkpoint.read(out / "checkpoint.npz")[0]["extra"]
+    assert extra["label_names"] == ["neutral", "happy"] and extra["options"]["data_dir"] is None
+    # 6 held-out people, each followed by their real images; input + neutral + happy
+    assert png_shape(out / "samples" / "epoch_001.png") == (12 * (96 + 2) + 2, 3 * (96 + 2) + 2, 3)
+
+
+@needs_dlib
+def test_generate_accepts_exactly_the_checkpoints_labels(london_run, env, tmp_path):
+    out, _ = london_run
+    result = cli(env, "generate", "--checkpoint", out, "--image", PHOTO, "--emotion", "happy", "--grid", "all",
+                 "--out", tmp_path / "gen")
+    assert result.returncode == 0, result.stderr
+    assert png_shape(tmp_path / "gen" / "grid.png") == (*grid_size(1, 1 + 2), 3)   # input, neutral, happy
+    assert "grid.png columns: input, neutral, happy" in result.stdout
+    sad = cli(env, "generate", "--checkpoint", out, "--image", PHOTO, "--emotion", "sad", "--out", tmp_path / "gen")
+    assert sad.returncode == 2 and "unknown label name 'sad'; valid names are: neutral, happy" in sad.stderr
+    assert "Traceback" not in sad.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["compare", "--variants", "n2"]], ids=["train", "compare"])
+def test_london_refuses_a_data_dir(env, tmp_path, command):
+    result = cli(env, *command, "--dataset", "london", "--data-dir", LONDON, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "--dataset london is built in and needs none" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+@needs_dlib
+def test_evaluate_refuses_a_data_dir_for_london(london_run, env, tmp_path):
+    out, _ = london_run
+    result = cli(env, "evaluate", "--checkpoint", out, "--data-dir", LONDON, "--out", tmp_path / "ev")
+    assert result.returncode == 2 and "london is built in" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -405,6 +453,49 @@ def test_tile_enlarges_by_nearest_neighbour_with_gaps():
     top, left = 1 + 65, 1 + 2 * 65
     assert (sheet[top:top + 2, left:left + 2, 0] == 255).all()          # a 2x2 block
     assert sheet[top + 2, left, 0] == 128 and sheet[0, 0, 0] == 255    # mid grey; white gap
+
+
+def two_label_faceset(missing=()):
+    """4 people x (neutral, happy), like a folder with an emotion column using two emotions; the
+    (person, label) pairs in `missing` have no image. Each image is flat at a value of its own."""
+    from tinycdaae.pairs import FaceSet, pairs_within_groups
+    rows = [(p, k) for p in range(4) for k in range(2) if (p, k) not in missing]
+    subjects = np.array([p for p, _ in rows])
+    images = np.stack([np.full((3, 32, 32), (i + 1) / 10, np.float32) for i in range(len(rows))])
+    labels = np.eye(2, dtype=np.float32)[[k for _, k in rows]]
+    return FaceSet(images, subjects, labels, ("neutral", "happy"), "emotion",
+                   pairs_within_groups(subjects, np.zeros(len(rows), np.int64)))
+
+
+class CopyModel:
+    def generate(self, images, labels):
+        return {"x_hat": np.asarray(images, np.float32)}
+
+
+def test_sample_grid_of_a_two_label_set_has_two_columns_and_real_rows():
+    fs = two_label_faceset()
+    rows = grids.sample_faces(fs, 3)
+    assert fs.labels[rows].argmax(axis=1).tolist() == [0, 0, 0] and fs.subjects[rows].tolist() == [0, 1, 2]
+    columns = grids.each_label(2)
+    targets = grids.real_targets(fs, rows, columns)
+    assert targets.shape == (3, 2, 3, 32, 32)
+    np.testing.assert_array_equal(targets[1, 1], fs.images[3])         # person 1's happy image
+    sheet = grids.with_real_rows(grids.expression_grid(CopyModel(), fs.images[rows], columns), targets)
+    assert sheet.shape == (6, 3, 3, 32, 32)                             # input + 2 labels; real rows between
+    assert (sheet[1, 0] == 1).all() and np.array_equal(sheet[1, 1:], targets[0])
+
+
+def test_people_with_every_label_come_first_and_a_missing_one_is_a_grey_cell():
+    fs = two_label_faceset(missing={(0, 1), (2, 0)})        # person 0 never smiles, person 2 never neutral
+    rows = grids.sample_faces(fs, 3)
+    assert fs.subjects[rows].tolist() == [1, 3, 0]          # complete people first, then in subject order
+    targets = grids.real_targets(fs, rows, grids.each_label(2))
+    assert targets is not None and (targets[2, 1] == grids.MISSING).all()      # person 0's happy: grey
+    np.testing.assert_array_equal(targets[2, 0], fs.images[fs.subjects == 0][0])
+    assert grids.real_targets(fs, np.flatnonzero(fs.subjects == 2)[:1], grids.each_label(2)) is not None
+    au = two_label_faceset()
+    au.kind = "au"
+    assert grids.real_targets(au, [0, 2], grids.each_label(2)) is None        # AU frames: no exact targets
 
 
 def test_manifold_and_interpolation_labels():

@@ -247,14 +247,26 @@ def test_disfa_label_file_errors_name_the_line(tmp_path):
 # ----------------------------------------------------------------------------- your folder
 def test_folder_csv_end_to_end_on_real_faces(tmp_path):
     fs = load_dataset("folder", LONDON, tmp_path, **quiet())
-    assert fs.images.shape == (12, 3, 32, 32) and fs.kind == "emotion" and fs.label_names == EMOTIONS
+    # the labels of a dataset are the labels it has: neutral and happy, in EMOTIONS order
+    assert fs.images.shape == (12, 3, 32, 32) and fs.kind == "emotion" and fs.label_names == ("neutral", "happy")
+    assert fs.labels.shape == (12, 2) and (fs.labels.sum(axis=1) == 1).all()
     assert len(np.unique(fs.subjects)) == 6 and len(fs) == 24            # 2 images x 2 partners x 6
     assert fs.meta["subject_names"] == list(PEOPLE)
     for i, source in enumerate(fs.meta["sources"]):
-        assert EMOTIONS[fs.labels[i].argmax()] in source and fs.meta["subject_names"][fs.subjects[i]] in source
+        assert fs.label_names[fs.labels[i].argmax()] in source and fs.meta["subject_names"][fs.subjects[i]] in source
     np.testing.assert_array_equal(fs.images[0], align_file(LONDON / "001_neutral.jpg").image)
     train, test = split_for_training(fs, 1, 4)
     assert len(train.images) + len(test.images) == 12 and not set(train.subjects) & set(test.subjects)
+
+
+def test_an_emotion_column_gives_the_emotions_it_uses_in_the_fixed_order(tmp_path):
+    from tinycdaae.folder import read_label_csv
+    data = write_folder(tmp_path, "path,subject,emotion", [
+        "001_neutral.jpg,anna,Surprised", "001_happy.jpg,anna,happy", "004_neutral.jpg,ben,neutral",
+        "004_happy.jpg,ben,surprised"], photos=())
+    _, _, labels, names, kind, _ = read_label_csv(data / "labels.csv")
+    assert kind == "emotion" and names == ("neutral", "happy", "surprised")      # EMOTIONS order, not file order
+    np.testing.assert_array_equal(labels, np.eye(3, dtype=np.float32)[[2, 1, 0, 2]])
 
 
 def write_folder(tmp_path, header, rows, photos=("001_neutral", "001_happy", "004_neutral", "004_happy")):
@@ -333,6 +345,51 @@ def test_too_few_people_for_the_folds(tmp_path):
     fs = load_dataset("folder", LONDON, tmp_path, folds=0, **quiet())
     with pytest.raises(DatasetError, match="only 6 subjects, too few for 7"):
         split_for_training(fs, 0, 7)
+
+
+# ------------------------------------------------------------------------- built-in London
+def test_london_is_built_in_and_aligns_all_156_photos(tmp_path):
+    fs = load_dataset("london", cache_dir=tmp_path, workers=1, **quiet())
+    assert fs.images.shape == (156, 3, 32, 32) and len(fs.subject_ids) == 78
+    assert fs.kind == "emotion" and fs.label_names == ("neutral", "happy") and fs.labels.shape == (156, 2)
+    assert (fs.labels.sum(axis=0) == 78).all() and len(fs) == 78 * 4     # 2 images x 2 partners per person
+    assert fs.meta["dataset"] == "london" and os.path.basename(fs.meta["manifest"]).startswith("london-")
+    manifest = json.loads(Path(fs.meta["manifest"]).read_text())
+    assert manifest["dataset"] == "london" and manifest["counts"] == {"ok": 156, "no_face": 0, "unreadable": 0}
+    # the six test photos are among them, aligned exactly as the folder loader aligns them
+    first = fs.meta["sources"].index(next(s for s in fs.meta["sources"] if s.endswith("001_neutral.jpg")))
+    np.testing.assert_array_equal(fs.images[first], align_file(LONDON / "001_neutral.jpg").image)
+
+
+def test_london_refuses_a_data_dir(tmp_path):
+    with pytest.raises(DatasetError, match="london is built in.*leave out --data-dir"):
+        load_dataset("london", tmp_path, tmp_path / "c", **quiet())
+
+
+def test_london_photos_are_package_data_with_their_attribution():
+    """setup.py's package_data must match every file of assets/london, or a regular install
+    would ship the loader without its photos."""
+    import fnmatch
+    import setuptools
+    import tinycdaae
+    from tinycdaae.folder import LONDON_DIR
+    captured = {}
+    setup_py = Path(tinycdaae.__file__).parent.parent / "setup.py"
+    real_setup = setuptools.setup
+    try:
+        setuptools.setup = lambda **kw: captured.update(kw)
+        exec(compile(setup_py.read_text(), str(setup_py), "exec"), {"__name__": "setup"})
+    finally:
+        setuptools.setup = real_setup
+    patterns = captured["package_data"]["tinycdaae"]
+    files = sorted(os.listdir(LONDON_DIR))
+    assert len([f for f in files if f.endswith(".jpg")]) == 156
+    for name in files:
+        assert any(fnmatch.fnmatch(f"assets/london/{name}", p) for p in patterns), name
+    readme = (Path(LONDON_DIR) / "README.md").read_text()
+    for credit in ("DeBruine", "Jones", "doi:10.6084/m9.figshare.5047666.v5", "CC BY 4.0",
+                   "https://creativecommons.org/licenses/by/4.0/", "signed consent"):
+        assert credit in readme, credit
 
 
 def test_unknown_dataset_and_missing_data_dir_flag(tmp_path):

@@ -216,8 +216,10 @@ def test_aggregate_gives_mean_and_sample_std_per_metric_and_class():
 
 
 # -------------------------------------------------------------------------- the commands, for real
-def run_cli(*args, timeout=300):
+def run_cli(*args, timeout=300, cache=None):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    if cache is not None:                   # aligned real photos go here, not into the user's cache
+        env["TINYCDAAE_CACHE"] = str(cache)
     return subprocess.run([sys.executable, os.path.join(REPO, "run.py"), *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -278,3 +280,76 @@ def test_evaluate_refuses_another_fold_and_a_missing_checkpoint(compared, tmp_pa
     assert other_fold.returncode == 2 and "held out" in other_fold.stderr and "Traceback" not in other_fold.stderr
     missing = run_cli("evaluate", "--checkpoint", tmp_path / "nothing.npz", "--out", tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# ------------------------------------------------------------------ real photos with two labels
+LONDON = os.path.join(REPO, "tests", "data", "london")
+
+
+class CopyModel:
+    """A stand-in network that returns its input (the weights do not matter here)."""
+    def generate(self, images, labels):
+        return {"x_hat": np.asarray(images, np.float32)}
+
+
+@pytest.fixture(scope="module")
+def london_split(tmp_path_factory):
+    """The 6 London test people as a folder set (neutral, happy): 3 train, 3 held out."""
+    pytest.importorskip("dlib")
+    from tinycdaae.datasets import load_dataset, split_for_training
+    faces = load_dataset("folder", LONDON, tmp_path_factory.mktemp("cache"), folds=2, progress=False)
+    train, test = split_for_training(faces, 0, 2)
+    return ev.Split("london test photos fold 0/2", train, test, [("n2", None, CopyModel)])
+
+
+def test_two_label_evaluation_reports_dlib_identity(london_split, tmp_path):
+    import imageio.v3 as iio
+    said = []
+    results = ev.evaluate_splits([london_split], tmp_path, ev.ClassifierConfig(epochs=1), say=said.append)
+    assert results["label_names"] == ["neutral", "happy"] and results["identity_dlib"] == "dlib"
+    for name in ("n2", "copy input"):
+        # 3 held-out people: each neutral face asks for happy and back, 6 pairs
+        assert results["summary"][name]["pairs"]["mean"] == 6
+        assert results["summary"][name]["identity_dlib_top1"]["mean"] == 1.0     # the copied face: the person
+        assert set(results["summary"][name]["per_class_expression_accuracy"]) == {"neutral", "happy"}
+    assert any("1.000 (dlib)" in line for line in said)
+    md = (tmp_path / "results.md").read_text()
+    assert "| identity (dlib) ↑ |" in md and "| copy input | 1 | 6 |" in md and "1. neutral" in md and "2. happy" in md
+    assert "3. " not in md.split("## Per target emotion: expression accuracy")[1].split("##")[0]
+    # samples: 3 people x (their real images + the network's row), input + 2 labels
+    assert iio.imread(tmp_path / "samples.png").shape == (6 * (32 * 3 + 2) + 2, 3 * (32 * 3 + 2) + 2, 3)
+    assert iio.imread(tmp_path / "confusion_n2.png").shape[0] == 36 + 2 * 36 + 1   # a 2x2 matrix
+
+
+def test_without_dlib_the_dlib_column_is_left_out_with_a_note(london_split, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "face_identity_missing", lambda: "dlib is not installed (pip install -e \".[data]\")")
+    said = []
+    results = ev.evaluate_splits([london_split], tmp_path, ev.ClassifierConfig(epochs=1), say=said.append)
+    assert "identity_dlib_top1" not in results["summary"]["copy input"]
+    assert results["identity_dlib"].startswith("skipped: dlib is not installed")
+    assert [line for line in said if "dlib" in line] == ["identity (dlib): skipped, dlib is not installed "
+                                                         "(pip install -e \".[data]\")"]
+    md = (tmp_path / "results.md").read_text()
+    assert "identity (dlib) ↑" not in md and "Identity (dlib) skipped: dlib is not installed" in md
+
+
+def test_synthetic_faces_are_not_judged_by_dlib(tmp_path):
+    faces = emotion_faceset(n_subjects=4, gazes=(0,))
+    from tinycdaae.datasets import split_for_training
+    train, test = split_for_training(faces, 0, 2)
+    results = ev.evaluate_splits([ev.Split("synthetic", train, test, [])], tmp_path,
+                                 ev.ClassifierConfig(epochs=1), say=lambda *_: None)
+    assert results["identity_dlib"] is None and "identity_dlib_top1" not in results["summary"]["copy input"]
+
+
+def test_compare_on_the_built_in_london_photos(tmp_path):
+    pytest.importorskip("dlib")
+    result = run_cli("compare", "--dataset", "london", "--variants", "n2", "--folds", "2", "--width", "0.0625",
+                     "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--reader-epochs", "1",
+                     "--max-pairs", "20", "--out", tmp_path / "cmp", timeout=300, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert results["label_names"] == ["neutral", "happy"] and results["title"] == "london fold 0/2"
+    assert 0 <= results["summary"]["n2"]["identity_dlib_top1"]["mean"] <= 1
+    assert results["summary"]["copy input"]["identity_dlib_top1"]["mean"] == 1.0
+    assert "(dlib)" in result.stdout

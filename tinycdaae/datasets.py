@@ -1,6 +1,7 @@
 """One entry point for every dataset, as the command line uses it.
 
-    faceset = load_dataset(name, data_dir, cache_dir=None, folds=4)     # name: rafd, disfa, folder, synthetic
+    faceset = load_dataset(name, data_dir, cache_dir=None, folds=4)     # rafd, disfa, folder need data_dir
+    faceset = load_dataset("london")                                    # built in: synthetic, london
     train, test = split_for_training(faceset, fold, k=4, seed=0)       # subject-independent
 
 `split_for_training` is `pairs.split` plus what DISFA needs: its pairs are *sampled per training
@@ -14,12 +15,13 @@ import numpy as np
 from tinycdaae.align import DatasetError
 from tinycdaae.pairs import split
 
-DATASETS = ("synthetic", "rafd", "disfa", "folder")
+DATASETS = ("synthetic", "rafd", "disfa", "folder", "london")
+BUILT_IN = ("synthetic", "london")   # shipped with the package: no --data-dir
 
 
 def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, progress=True, seed=0,
                  **options):
-    """name -> FaceSet. Real datasets are aligned once and cached under cache_dir (default
+    """name -> FaceSet. Real datasets (london included) are aligned once and cached under cache_dir (default
     ~/.cache/tinycdaae); `folds` > 0 checks there are enough people for that many folds;
     workers: processes for the alignment (None: all cores); seed: the synthetic people, and
     DISFA's and the folder's pair sampling. `options` go to the synthetic set."""
@@ -31,9 +33,17 @@ def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, pro
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if options:
         raise DatasetError(f"unknown option(s) for {name}: {', '.join(sorted(options))}")
+    common = dict(cache_dir=cache_dir, folds=folds, workers=workers, progress=progress)
+    if name == "london":
+        # Refused rather than ignored: a --data-dir given here is most likely meant for another
+        # dataset, and silently training on the built-in photos instead would hide that.
+        if data_dir is not None:
+            raise DatasetError("--dataset london is built in (its photos ship with the package); "
+                               "leave out --data-dir, or use --dataset folder --data-dir PATH for your own photos")
+        from tinycdaae.folder import load_london
+        return load_london(seed=seed, **common)
     if data_dir is None:
         raise DatasetError(f"--dataset {name} needs --data-dir PATH (where your copy of it lives)")
-    common = dict(cache_dir=cache_dir, folds=folds, workers=workers, progress=progress)
     if name == "rafd":
         from tinycdaae.rafd import load_rafd
         return load_rafd(data_dir, **common)

@@ -15,6 +15,12 @@ that copies its input (x̂ = x_s):
                     images is the reference ("ceiling"; generated faces cleaner than the real
                     ones can beat it).
 
+On real photographs (every dataset but the synthetic one) identity is also judged by dlib's
+face-recognition network when dlib is installed (face_identity.py): the same retrieval, with
+128-d descriptors instead of pixels ("identity (dlib)"). It is a feature learnt on other people's
+faces, which separates people across expressions where pixels falter (measured on the London
+photos: README, Evaluation). The synthetic faces are not photographs, so there it is not used.
+
 Why these together (DESIGN.md §5): expression accuracy alone flatters a network that draws a
 generic face with the right expression (the no-connection control), and identity alone flatters
 the copy baseline, which keeps the person perfectly and never changes the expression.
@@ -43,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
+from .face_identity import unavailable_reason as face_identity_missing
 from .layers import Conv2d, Dense, Flatten, LeakyReLU, Sequential
 from .losses import mse as mse_loss
 from .losses import softmax_cross_entropy
@@ -179,7 +186,8 @@ def nearest_in_gallery(queries, bank, gallery, chunk=128):
 
 def identity_hits(queries, query_subjects, bank, bank_subjects, gallery, mask=None):
     """(P,) bool: is the nearest gallery image (see nearest_in_gallery) of the query's person?
-    mask (H, W) bool: compare only those pixels (e.g. face_mask()); None: the whole image."""
+    mask (H, W) bool: compare only those pixels (e.g. face_mask()); None: the whole image.
+    queries and bank may also be feature vectors (P, D), (B, D), e.g. dlib descriptors."""
     if mask is not None:
         keep = np.asarray(mask, bool)
         queries, bank = np.asarray(queries)[..., keep], np.asarray(bank)[..., keep]   # (P, C, M), (B, C, M)
@@ -316,6 +324,11 @@ class EvaluationSet:
     def change(self):                      # computed once, read by every network's scoring
         return mse(self.x_source, self.x_target)
 
+    @functools.cached_property
+    def bank_descriptors(self):            # dlib descriptors of the bank: once per split
+        from .face_identity import descriptors
+        return descriptors(self.bank)
+
     def __len__(self):
         return len(self.x_source)
 
@@ -388,11 +401,14 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
 
 
 # -------------------------------------------------------------------------------------- scoring
-def score(x_hat, evalset, reader):
+def score(x_hat, evalset, reader, dlib_identity=False):
     """Every metric for generated images x_hat (P, 3, 32, 32) aligned with evalset's pairs.
 
+    dlib_identity: also the identity retrieval with dlib's face descriptors (identity_dlib_top1;
+    needs dlib, see face_identity.unavailable_reason()).
     Returns (summary, per_pair): summary holds the means (JSON-ready); per_pair the arrays
-    (mse, psnr, ssim, identity_hit, and expression_correct or au_abs_error)."""
+    (mse, psnr, ssim, identity_hit, identity_dlib_hit if asked for, and expression_correct or
+    au_abs_error)."""
     x_hat = np.asarray(x_hat, np.float32)
     if x_hat.shape != evalset.x_target.shape:
         raise ValueError(f"x_hat has shape {x_hat.shape}, the evaluation set needs {evalset.x_target.shape}")
@@ -406,6 +422,12 @@ def score(x_hat, evalset, reader):
                "psnr": float(per_pair["psnr"].mean()), "ssim": float(per_pair["ssim"].mean()),
                "identity_top1": float(per_pair["identity_hit"].mean()),
                "identity_top1_whole_image": float(per_pair["identity_hit_whole"].mean())}
+    if dlib_identity:   # the same gallery, nearest by Euclidean distance between descriptors
+        from .face_identity import descriptors
+        per_pair["identity_dlib_hit"] = identity_hits(descriptors(x_hat), evalset.subjects,
+                                                      evalset.bank_descriptors, evalset.bank_subjects,
+                                                      evalset.gallery)
+        summary["identity_dlib_top1"] = float(per_pair["identity_dlib_hit"].mean())
     names = list(evalset.label_names)
     per_item, expression_summary = expression_scores(reader, x_hat, evalset.target_labels, evalset.kind, names)
     per_pair["expression_correct" if evalset.kind == "emotion" else "au_abs_error"] = per_item
@@ -579,15 +601,19 @@ def markdown_report(results):
     lines += [f"{results['description']}", ""]
     expr_head = "expression accuracy ↑" if kind == "emotion" else "AU mean abs. error ↓"
     expr_key = "expression_accuracy" if kind == "emotion" else "au_mae"
+    dlib = results.get("identity_dlib") == "dlib"           # the dlib column, where it was measured
     lines += [f"| network | runs | pairs | MSE ↓ | PSNR (dB) ↑ | SSIM ↑ | identity top-1, face ↑ | "
-              f"identity top-1, whole image | {expr_head} |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"identity top-1, whole image | " + ("identity (dlib) ↑ | " if dlib else "") + f"{expr_head} |",
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if dlib else "")]
     for name in order:
         s = rows[name]
         lines.append(f"| {name} | {s['mse']['n']} | {int(s['pairs']['mean'])} | {_fmt(s['mse'], 4)} | "
                      f"{_fmt(s['psnr'], 2)} | {_fmt(s['ssim'], 3)} | {_fmt(s['identity_top1'], 1, True)} | "
                      f"{_fmt(s['identity_top1_whole_image'], 1, True)} | "
+                     + (f"{_fmt(s.get('identity_dlib_top1'), 1, True)} | " if dlib else "") +
                      f"{_fmt(s[expr_key], 1, True) if kind == 'emotion' else _fmt(s[expr_key], 3)} |")
+    if str(results.get("identity_dlib")).startswith("skipped"):
+        lines += ["", f"Identity (dlib) {results['identity_dlib']}."]
     ceiling = results["ceiling"]
     lines += ["", f"Expression reader on the real held-out images (the ceiling): "
               f"{_fmt(ceiling[expr_key], 1, True) if kind == 'emotion' else _fmt(ceiling[expr_key], 3)}"
@@ -705,6 +731,13 @@ def evaluate_splits(splits, out_dir, reader_config=None, max_pairs=None, title="
                          f"({sorted(kinds)}, {sorted(names)}); evaluate them separately")
     kind, label_names = kinds.pop(), list(names.pop())
     reader_config = reader_config or ClassifierConfig()
+    # dlib's identity: for photographs only (not the rendered faces), and only where dlib and its
+    # model are installed; otherwise the column is left out and the reason said once.
+    photographs = all(s.test.meta.get("source") != "synthetic" for s in splits)
+    dlib_missing = face_identity_missing() if photographs else ""
+    dlib_identity = photographs and not dlib_missing
+    if dlib_missing:
+        say(f"identity (dlib): skipped, {dlib_missing}")
     runs, ceilings, per_network, people = [], [], {}, set()
     for split in splits:
         t0 = time.perf_counter()
@@ -728,12 +761,13 @@ def evaluate_splits(splits, out_dir, reader_config=None, max_pairs=None, title="
             t0 = time.perf_counter()
             x_hat = evalset.x_source if load is None else load().generate(evalset.x_source,
                                                                          evalset.target_labels)["x_hat"]
-            summary, _ = score(x_hat, evalset, reader)
+            summary, _ = score(x_hat, evalset, reader, dlib_identity)
             per_network.setdefault(network, []).append(summary)
             runs.append({"network": network, "checkpoint": path, "split": split.name, "metrics": summary})
             say(f"  {network:<10} MSE {summary['mse']:.4f}  PSNR {summary['psnr']:.2f} dB  "
                 f"SSIM {summary['ssim']:.3f}  identity {summary['identity_top1']:.3f} (face), "
-                f"{summary['identity_top1_whole_image']:.3f} (whole)  "
+                f"{summary['identity_top1_whole_image']:.3f} (whole)"
+                + (f", {summary['identity_dlib_top1']:.3f} (dlib)" if dlib_identity else "") + "  "
                 f"{expr_key} {summary[expr_key]:.3f}  ({time.perf_counter() - t0:.0f} s)")
     order = [n for n in NETWORK_ORDER if n in per_network] + \
             sorted(n for n in per_network if n not in NETWORK_ORDER and n != BASELINE) + [BASELINE]
@@ -747,12 +781,17 @@ def evaluate_splits(splits, out_dir, reader_config=None, max_pairs=None, title="
             " (MSE and PSNR = 10 log10(L²/MSE) with L = 2 for [-1, 1] images; SSIM with an 11×11 "
             "Gaussian window, σ = 1.5). Identity: is the nearest, in pixel space, of the held-out "
             "people's real images with the target label the same person? Compared inside the face "
-            "ellipse (the main number), and over the whole image (backdrop included). Expression: a small CNN "
+            "ellipse (the main number), and over the whole image (backdrop included)"
+            + ("; and by dlib's face-recognition network: nearest by Euclidean distance between 128-d "
+               "face descriptors of the 32×32 faces upsampled to dlib's 150×150 chip (identity (dlib))"
+               if dlib_identity else "") + ". Expression: a small CNN "
             "trained on the real training-fold images reads x̂"
             + (" (accuracy against the target emotion)." if kind == "emotion"
                else " (mean absolute error of the 12 AU intensities in [0, 1]).")
             + " Several runs of a network (folds, seeds): mean ± sample standard deviation."),
         "order": order, "people_per_gallery": min(people),
+        # "dlib": the identity_dlib_top1 column is there; "skipped: why"; None: not for this data
+        "identity_dlib": "dlib" if dlib_identity else (f"skipped: {dlib_missing}" if dlib_missing else None),
         "ceiling": aggregate(ceilings), "ceiling_images": int(sum(c["images"] for c in ceilings)),
         "reader": {"architecture": "conv 5x5/2 3-16, conv 5x5/2 16-32, dense 2048-64, dense 64-K, LeakyReLU 0.2",
                    "epochs": [reader_config.epochs_for(len(s.train.images)) for s in splits],

@@ -9,6 +9,7 @@
 labels.csv has a header and columns (names are case-insensitive, order free):
 
     path,subject,emotion         emotion is one of RaFD's 8 names (labels.EMOTIONS): a one-hot label
+                                 over the emotions the file uses, in EMOTIONS order
     path,subject,class           your own class names (sorted alphabetically into the label order)
     path,subject,AU1,AU12,...    action-unit intensities in [0, 1], any subset of labels.AUS
 
@@ -118,36 +119,61 @@ def read_label_csv(csv_path):
 
     col = label_cols[0]
     if header[col] == "emotion":
-        names, lookup = EMOTIONS, {e: i for i, e in enumerate(EMOTIONS)}
-        unknown = [f"row {n} {r[col]!r}" for n, r in enumerate(body, 2) if r[col].lower() not in lookup]
+        values = [r[col].lower() for r in body]
+        unknown = [f"row {n} {r[col]!r}" for n, r in enumerate(body, 2) if r[col].lower() not in EMOTIONS]
         if unknown:
             raise DatasetError(f"{csv_path}: {len(unknown)} row(s) name an unknown emotion: "
                                f"{_listing(unknown)}. Known emotions: {', '.join(EMOTIONS)} (or call "
                                f"the column 'class' to use your own class names)")
+        # The labels of a dataset are the labels it has: a network trained on neutral and happy
+        # faces has never seen "sad", so a one-hot slot for it would be a label it cannot draw,
+        # a grid column of noise and an expression class the reader cannot learn. The emotions
+        # used keep EMOTIONS' fixed order, so the same emotions always give the same label layout.
+        names = tuple(e for e in EMOTIONS if e in set(values))
     else:
-        names = tuple(sorted({r[col] for r in body}))
-        lookup = {c: i for i, c in enumerate(names)}
+        values = [r[col] for r in body]
+        names = tuple(sorted(set(values)))
         empty = [f"row {n}" for n, r in enumerate(body, 2) if not r[col]]
         if empty:
             raise DatasetError(f"{csv_path}: {len(empty)} row(s) without a class: {_listing(empty)}")
-    labels = np.stack([one_hot(lookup[r[col].lower() if names is EMOTIONS else r[col]], len(names))
-                       for r in body])
+    lookup = {name: i for i, name in enumerate(names)}
+    labels = np.stack([one_hot(lookup[v], len(names)) for v in values])
     return paths, subjects, labels, names, "emotion", groups
 
 
-def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, progress=True, seed=0):
-    """Your own folder + CSV -> FaceSet (images aligned and cached like RaFD's)."""
+def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, progress=True, seed=0,
+                name="folder"):
+    """Your own folder + CSV -> FaceSet (images aligned and cached like RaFD's).
+
+    name: the dataset's name in the cache file, the manifest, messages and meta["dataset"]
+    ("london" for the built-in photos, which are a folder dataset shipped with the package)."""
     csv_path = find_csv(data_dir, csv_path)
     paths, subject_names, labels, names, kind, groups = read_label_csv(csv_path)
-    prepared, keep = prepare_and_keep("folder", [(p, None) for p in paths], cache_dir, workers, progress)
+    prepared, keep = prepare_and_keep(name, [(p, None) for p in paths], cache_dir, workers, progress)
     people = sorted(set(subject_names))
     subject_ids = np.array([people.index(subject_names[i]) for i in keep])
     group_ids = None
     if groups is not None:
         group_names = sorted(set(groups))
         group_ids = np.array([group_names.index(groups[i]) for i in keep])
-    check_folds(subject_ids, folds, "folder")
-    say(f"folder: {len(keep)} images of {len(np.unique(subject_ids))} people, {kind} labels {', '.join(names)}")
+    check_folds(subject_ids, folds, name)
+    say(f"{name}: {len(keep)} images of {len(np.unique(subject_ids))} people, {kind} labels {', '.join(names)}")
     return faceset_from(prepared, keep, subject_ids, labels[keep], names, kind, group_ids,
                         "within_groups" if kind == "emotion" else "random_partner", seed,
-                        meta={"dataset": "folder", "csv": csv_path, "subject_names": people})
+                        meta={"dataset": name, "csv": csv_path, "subject_names": people})
+
+
+# The built-in real dataset: 78 people of the Face Research Lab London Set (DeBruine & Jones 2017,
+# CC BY 4.0), neutral and smiling, shipped as package data with their attribution in
+# assets/london/README.md. Found beside this file, so an installed package finds its own copy.
+LONDON_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "london")
+
+
+def load_london(cache_dir=None, folds=4, workers=None, progress=True, seed=0):
+    """The built-in London photos -> FaceSet: 156 images of 78 people, labels (neutral, happy).
+    Aligned once and cached like every dataset; the cache and manifest are named "london"."""
+    if not os.path.isfile(os.path.join(LONDON_DIR, "labels.csv")):
+        raise DatasetError(f"the built-in London photos are missing from {LONDON_DIR}; reinstall the "
+                           f"package (they ship as package data)")
+    return load_folder(LONDON_DIR, cache_dir, folds=folds, workers=workers, progress=progress, seed=seed,
+                       name="london")

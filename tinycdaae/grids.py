@@ -85,22 +85,30 @@ def interpolation_labels(start, end, steps=8):
     return (1.0 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32)
 
 
+MISSING = 0.0    # a cell with no real image: mid-grey in [-1, 1], unlike the white of a blank cell
+
+
 def real_targets(faceset, rows, labels):
     """The real images the generated cells should look like, where the data has them: for each
     face in `rows`, the image of the same person and pairing group whose label equals each of
-    `labels` (C, L). Returns (R, C, 3, H, W), or None if any is missing (e.g. AU frames)."""
-    out = []
+    `labels` (C, L). Returns (R, C, 3, H, W); a person without an image of some label gets a
+    mid-grey cell there (MISSING), so one incomplete person does not cost every row its real
+    images. None for AU sets (a frame whose intensities equal "one AU at 1, the rest 0" is a
+    coincidence, not a target) and when no cell has a real image at all."""
+    if faceset.kind != "emotion":
+        return None
+    out, found_any = [], False
     for row in rows:
         same = np.flatnonzero((faceset.subjects == faceset.subjects[row])
                               & (faceset.groups == faceset.groups[row]))           # this person, this group
         found = []
         for label in labels:
             match = same[np.all(faceset.labels[same] == label, axis=1)]
-            if len(match) == 0:
-                return None
-            found.append(faceset.images[match[0]])
+            found_any |= len(match) > 0
+            found.append(faceset.images[match[0]] if len(match) else
+                         np.full(faceset.images.shape[1:], MISSING, np.float32))
         out.append(found)
-    return np.asarray(out, np.float32)
+    return np.asarray(out, np.float32) if found_any else None
 
 
 def with_real_rows(grid, targets):
@@ -112,21 +120,36 @@ def with_real_rows(grid, targets):
 
 
 def sample_faces(faceset, n_people=6):
-    """Indices of one near-neutral image for each of the first n_people people of a FaceSet.
+    """Indices of one near-neutral image for each of n_people people of a FaceSet.
 
-    "Near-neutral": for emotion sets the image labelled neutral if there is one (else the
-    first), for AU sets the frame with the smallest total AU intensity; ties go to the lowest
-    pairing group (RaFD: frontal gaze), then the first image. The choice depends on the data
-    only, so every epoch's grid shows the same people."""
+    People come in subject order, those with an image of every label first (within one
+    pairing group), so that the real-target rows of the grid are complete where the data allows
+    (a folder where some people lack an emotion); sets where everyone has every label, or no one
+    does (AU frames), keep the first n_people. "Near-neutral": for emotion sets the image labelled
+    neutral if there is one (else the first), for AU sets the frame with the smallest total AU
+    intensity; ties go to the lowest pairing group (RaFD: frontal gaze), then the first image.
+    The choice depends on the data only, so every epoch's grid shows the same people."""
     names = [n.lower() for n in faceset.label_names]
     if faceset.kind == "emotion":
         expressive = (1.0 - faceset.labels[:, names.index("neutral")] if "neutral" in names
                       else np.zeros(len(faceset.labels)))
     else:
         expressive = faceset.labels.sum(1)
-    chosen = []
-    for person in faceset.subject_ids[:n_people]:
+    wanted = each_label(len(names))
+    candidates = []
+    for person in faceset.subject_ids:
         rows = np.flatnonzero(faceset.subjects == person)
         order = np.lexsort((rows, faceset.groups[rows], expressive[rows]))   # last key sorts first
-        chosen.append(rows[order[0]])
-    return np.array(chosen, np.int64)
+        mine = rows[order]
+        complete = next((r for r in mine if faceset.kind == "emotion" and _has_every_label(faceset, r, wanted)),
+                        None)                                  # the first complete (person, group)
+        candidates.append((complete is None, mine[0] if complete is None else complete))
+    ordered = sorted(range(len(candidates)), key=lambda i: (candidates[i][0], i))   # stable: subject order
+    return np.array([candidates[i][1] for i in ordered[:n_people]], np.int64)
+
+
+def _has_every_label(faceset, row, labels):
+    """Does the person of `row` have, in the pairing group of `row`, an image with each label?"""
+    same = (faceset.subjects == faceset.subjects[row]) & (faceset.groups == faceset.groups[row])
+    mine = faceset.labels[same]                                               # (n, L)
+    return all(np.all(mine == label, axis=1).any() for label in labels)
