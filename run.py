@@ -52,6 +52,10 @@ TRAIN_DEFAULTS = {
     "seed": 0,
     "recipe": DEFAULT_RECIPE, # the optimisation settings below come from it (tinycdaae/recipes.py)
 }
+# --epochs where a dataset needs another default: London's 58 training people give 8 steps an
+# epoch, so 60 epochs are 480 steps (~2.5 min at --width 1 on one core), the budget measured in
+# docs/stability.md; every other dataset takes TRAIN_DEFAULTS["epochs"].
+DATASET_EPOCHS = {"london": 60}
 # What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
 RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs") + RECIPE_OPTIONS
 ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
@@ -89,7 +93,8 @@ def add_train_options(p):
                             f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU)")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
-                       f"{d['epochs']}); with --resume, raise it to train an earlier run further")
+                       f"{d['epochs']}; " + ", ".join(f"{k} {v}" for k, v in DATASET_EPOCHS.items())
+                       + "); with --resume, raise it to train an earlier run further")
     train.add_argument("--batch-size", type=int, metavar="N",
                        help=f"pairs per step (default {d['batch_size']}, paper)")
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
@@ -128,8 +133,9 @@ def add_train_options(p):
 
 
 def add_generate_options(p):
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a checkpoint.npz written by training (or its run directory)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="a checkpoint.npz written by training (or its run directory); default: the "
+                        "built-in model, N2 trained on the 78 London people (neutral and happy)")
     p.add_argument("--image", required=True, metavar="PATH",
                    help="your photo: the face is found and aligned exactly as the training data was "
                         "(needs the [data] extras); an image of exactly 32x32 pixels is taken as "
@@ -203,7 +209,9 @@ def resolve_train_options(args):
             raise UsageError(f"{out} already holds a run ({path}); add --resume to continue it, or "
                              f"choose another --out")
         recipe = typed.get("recipe", TRAIN_DEFAULTS["recipe"])
-        return {**TRAIN_DEFAULTS, **RECIPES[recipe], **typed}, out, None
+        dataset = typed.get("dataset", TRAIN_DEFAULTS["dataset"])
+        epochs = {"epochs": DATASET_EPOCHS.get(dataset, TRAIN_DEFAULTS["epochs"])}
+        return {**TRAIN_DEFAULTS, **epochs, **RECIPES[recipe], **typed}, out, None
     if not os.path.exists(path):
         raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
                          f"start the run without --resume, or give the --out of an earlier run")
@@ -362,14 +370,18 @@ def load_face(path):
 
 
 def cmd_generate(args):
-    path = checkpoint_file(args.checkpoint)
+    if args.checkpoint is None:
+        path = checkpoint.BUILT_IN_MODEL
+        print(f"using the built-in model {os.path.relpath(path)} (N2 trained on the 78 London people, "
+              f"labels neutral and happy); give --checkpoint to use your own")
+    else:
+        path = checkpoint_file(args.checkpoint)
     if args.scale < 1:
         raise UsageError(f"--scale must be at least 1, got {args.scale}")
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     backend.use(args.device)
-    objective, extra = checkpoint.load(path)
-    model = objective.model
+    model, extra = checkpoint.load_model(path)
     names, kind = checkpoint_labels(extra, model.config.label_dim)
     if args.emotion is not None and kind != "emotion":
         raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
@@ -391,8 +403,9 @@ def cmd_generate(args):
         ends = [parse(spec, names, "--interpolate") for spec in args.interpolate]
 
     face, remark = load_face(args.image)
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "generated",
-                                   os.path.splitext(os.path.basename(args.image))[0])
+    stem = os.path.splitext(os.path.basename(args.image))[0]
+    out = args.out or (os.path.join(os.path.dirname(os.path.abspath(path)), "generated", stem)
+                       if args.checkpoint else os.path.join("runs", "generated", stem))
     written = []
 
     def write(name, cells):
@@ -486,8 +499,11 @@ def add_evaluation_commands(commands):
                      help="one or more held-out folds; several give mean ± std (default 0)")
     cmp.add_argument("--folds", type=int, default=TRAIN_DEFAULTS["folds"], metavar="K",
                      help=f"number of subject folds (default {TRAIN_DEFAULTS['folds']})")
-    cmp.add_argument("--epochs", type=int, default=COMPARE_DEFAULTS["epochs"], metavar="N",
-                     help=f"epochs per variant (default {COMPARE_DEFAULTS['epochs']})")
+    cmp.add_argument("--epochs", type=int, metavar="N",
+                     help=f"epochs per variant (default {COMPARE_DEFAULTS['epochs']}; "
+                          + ", ".join(f"{k} {v}" for k, v in DATASET_EPOCHS.items()) + ")")
+    cmp.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                     help=f"the training recipe of every variant (default {DEFAULT_RECIPE}; see train --help)")
     cmp.add_argument("--width", type=float, default=COMPARE_DEFAULTS["width"], metavar="W",
                      help=f"channel multiplier (default {COMPARE_DEFAULTS['width']})")
     cmp.add_argument("--subjects", type=int, default=COMPARE_DEFAULTS["subjects"], metavar="N",
@@ -582,7 +598,9 @@ def cmd_compare(args):
         for seed in args.seed:
             for variant in args.variants:
                 run_dir = os.path.join(args.out, f"{variant}-seed{seed}-fold{fold}" if several else variant)
-                argv = ["train", "--skip", variant, "--width", str(args.width), "--epochs", str(args.epochs),
+                epochs = args.epochs or DATASET_EPOCHS.get(args.dataset, COMPARE_DEFAULTS["epochs"])
+                argv = ["train", "--skip", variant, "--width", str(args.width), "--epochs", str(epochs),
+                        "--recipe", args.recipe,
                         "--seed", str(seed), "--fold", str(fold), "--folds", str(args.folds),
                         "--batch-size", str(args.batch_size), "--dataset", args.dataset,
                         "--device", args.device, "--out", run_dir]

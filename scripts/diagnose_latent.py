@@ -1,9 +1,10 @@
 """Look inside a training run: what happens to z, D_E and the label path, step by step.
 
-    python scripts/diagnose_latent.py --data-dir DIR --seed 1 --out runs/diagnose-paper-s1
-    python scripts/diagnose_latent.py --recipe stable --seed 1 --out runs/diagnose-stable-s1
+    python scripts/diagnose_latent.py --recipe paper --seed 2 --out runs/diagnose-paper-s2
+    python scripts/diagnose_latent.py --recipe stable --seed 2 --out runs/diagnose-stable-s2
 
-Trains N2 exactly as `run.py train --dataset folder` would (same seeds, same data order), and
+Trains N2 exactly as `run.py --dataset london --width 1 --epochs 60 --recipe R` would (same seeds,
+same data order, same held-out fold), and
 every `--every` steps records, on the current batch:
 
   D_E's logits        mean logit on the encoder's codes z and on prior samples z* ~ N(0, I)
@@ -16,7 +17,7 @@ every `--every` steps records, on the current batch:
                       first-layer weights on the z inputs and on the label inputs
 
 It writes diagnostics.jsonl (one line per record) and diagnostics.png (the curves).
-The data is a folder dataset (path,subject,emotion CSV), such as the built-in London photos.
+The data is the built-in London photos by default (or --dataset folder --data-dir DIR).
 """
 import argparse
 import json
@@ -31,21 +32,8 @@ from tinycdaae import backend  # noqa: E402
 from tinycdaae.datasets import load_dataset, split_for_training  # noqa: E402
 from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
 from tinycdaae.objective import Objective  # noqa: E402
-from tinycdaae.objective import ObjectiveConfig  # noqa: E402
+from tinycdaae.recipes import RECIPES, objective_config  # noqa: E402
 from tinycdaae.training import label_effect  # noqa: E402
-
-
-RECIPES = {"paper": {}, "stable": {"lr_d_e": 1e-3, "adam_beta1": 0.5}}
-           
-
-
-def seeds(seed):
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
-
-
-def objective_config(recipe, prior_seed):
-    options = {k: v for k, v in RECIPES[recipe].items() if k != "warmup_epochs"}
-    return ObjectiveConfig(prior_seed=prior_seed, **options)
 
 
 def norm_rows(a):
@@ -109,8 +97,10 @@ def plot(records, path, title):
             ax.plot(steps, [r[key] for r in records], label=key)
         if line is not None:
             ax.axhline(line, color="grey", lw=0.8, ls="--", label="chance")
-        if name.startswith("gradient"):
+        if name.startswith(("gradient", "‖z‖", "D_E's loss")):
             ax.set_yscale("log")
+        if name.startswith("D_E's mean logit"):
+            ax.set_yscale("symlog")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
         ax.set_xlabel("step", fontsize=8)
@@ -122,7 +112,7 @@ def plot(records, path, title):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="folder")
+    p.add_argument("--dataset", default="london")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
     p.add_argument("--seed", type=int, default=0)
@@ -131,21 +121,26 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--every", type=int, default=4, help="record every N steps")
     p.add_argument("--out", required=True)
+    p.add_argument("--replot", action="store_true", help="only redraw diagnostics.png from OUT/diagnostics.jsonl")
     args = p.parse_args(argv)
+    title = f"N2, recipe {args.recipe}, seed {args.seed}, fold {args.fold}"
+    if args.replot:
+        with open(os.path.join(args.out, "diagnostics.jsonl")) as f:
+            return plot([json.loads(line) for line in f], os.path.join(args.out, "diagnostics.png"), title)
     backend.use("cpu")
     backend.keep_freed_memory()
     faces = load_dataset(args.dataset, args.data_dir, progress=False)
     train, test = split_for_training(faces, args.fold, 4)
-    weight_seed, prior_seed, order_seed = seeds(args.seed)
+    weight_seed, prior_seed, order_seed = (int(s) for s in np.random.SeedSequence(args.seed).generate_state(3))
     model = CDAAE(ModelConfig(skip="n2", width=args.width, label_dim=len(train.label_names), seed=weight_seed))
-    objective = Objective(model, objective_config(args.recipe, prior_seed=prior_seed))
+    objective = Objective(model, objective_config(RECIPES[args.recipe], prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]
     label_rows = np.eye(len(train.label_names), dtype=np.float32)
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(order_seed)
     records = []
-    warmup = RECIPES[args.recipe].get("warmup_epochs", 0)
+    warmup = RECIPES[args.recipe]["warmup_epochs"]
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
         for epoch in range(args.epochs):
             order = rng.permutation(len(train))
@@ -161,8 +156,7 @@ def main(argv=None):
             print(f"epoch {epoch + 1}: " + " ".join(f"{k}={last.get(k, float('nan')):.3g}" for k in
                   ("loss_R", "loss_D_E", "acc_D_E", "logit_D_E_z", "logit_D_E_prior", "z_norm",
                    "grad_z_from_L_R", "grad_z_from_L_E", "label_effect")), flush=True)
-    plot(records, os.path.join(args.out, "diagnostics.png"),
-         f"N2, recipe {args.recipe}, seed {args.seed}, fold {args.fold}")
+    plot(records, os.path.join(args.out, "diagnostics.png"), title)
 
 
 if __name__ == "__main__":

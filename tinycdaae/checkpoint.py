@@ -18,6 +18,9 @@ from .model import CDAAE, ModelConfig
 from .objective import Objective, ObjectiveConfig
 
 FORMAT_VERSION = 1
+# The ready model shipped with the package: N2 trained on all 78 built-in London people
+# (scripts/make_london_model.py re-trains it bit for bit); `run.py generate` uses it by default.
+BUILT_IN_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "london_n2.npz")
 # The fields that change the network's shapes: a checkpoint with other values cannot be loaded.
 ARCHITECTURE_FIELDS = ("skip", "width", "label_dim", "latent_dim", "image_size")
 
@@ -127,3 +130,34 @@ def load(path, dtype=None):
         model_config["dtype"] = dtype
     objective = Objective(CDAAE(ModelConfig(**model_config)), ObjectiveConfig(**meta["objective_config"]))
     return objective, _restore(meta, arrays, objective, path)
+
+
+# ------------------------------------------------------------------ generator-only model files
+# What `generate` needs is the encoder and decoder: no discriminators, no Adam moments, no random
+# generator states. Stored in float16 (half the size; the weights' rounding, 2^-11 relative, moves
+# generated pixels by far less than one grey level, see tests/test_shipped_model.py).
+GENERATOR_BLOCKS = ("E1", "E2", "G1", "G2")
+
+
+def save_generator(path, model, extra=None):
+    """Write E1, E2, G1 and G2's weights (float16) and the model config to `path`."""
+    arrays = {f"param/{p.name}": backend.to_host(p.data).astype(np.float16)
+              for block in GENERATOR_BLOCKS for p in model.blocks[block].params()}
+    meta = {"format_version": FORMAT_VERSION, "kind": "generator", "model_config": model.config_dict(),
+            "extra": extra or {}}
+    arrays["meta_json"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_model(path):
+    """(model, extra) from a training checkpoint or a generator-only file: for generating only
+    (a generator file's discriminators keep their initial weights)."""
+    meta, arrays = read(path)
+    if meta.get("kind") != "generator":
+        objective, extra = load(path)
+        return objective.model, extra
+    model = CDAAE(ModelConfig(**{**meta["model_config"], "dtype": "float32"}))
+    for block in GENERATOR_BLOCKS:
+        for p in model.blocks[block].params():
+            _assign(p.data, arrays, f"param/{p.name}", path)
+    return model, meta["extra"]

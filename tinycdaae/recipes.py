@@ -4,17 +4,26 @@
     objective_config, train_options = recipe_configs("stable", prior_seed=...)
 
 "paper" is Zhou & Shi's recipe exactly: Adam (β1 = 0.9) at 1e-3 for E and G and 1e-4 for both
-discriminators, no warm-up, no label smoothing. With it, N2 learns the label in some seeds only:
-on the London photos (see docs/stability.md) the failing seeds show the mechanism. The latent
-discriminator D_E learns 10x slower than the encoder; the non-saturating L_E gives the encoder a
-small but *consistent* push along the direction D_E currently calls "real", and Adam turns a
-consistent gradient, however small, into full-size steps (θ moves by ~lr per step whatever the
-gradient's scale). Through the 2048-input dense layer to z that moves z by O(1) per step: z runs
-off the prior's scale faster than D_E can follow, D_E ends up *confidently wrong* (it calls codes
-real and prior samples fake, loss far above chance), and G1, whose input [z, l] is now dominated by
-a drifting z, never learns the label: every target gives the same face.
+discriminators, no warm-up, no label smoothing. With it, N2 learns the label in some seeds only.
+What breaks in the failing seeds, measured step by step by scripts/diagnose_latent.py (plots in
+docs/stability.md):
 
-"stable" (the default) changes only what that mechanism needs; see STABLE_REASONS.
+  1. The encoder drifts. The non-saturating L_E pushes z toward whatever D_E currently calls
+     "real", and D_E, learning 10x slower than the encoder, cannot push back in time: z's mean
+     wanders off the prior (‖z‖ climbs from ~3 to ~100 over a few hundred steps, against ≈ 10
+     for N(0, I)) while its spread stays small.
+  2. G1 saturates. G1's input is [z, l]; as z grows, the pre-activations of its last layer grow
+     until its tanh sits on its flat ends (|d| = 1 everywhere). From that step on, the
+     difference d no longer depends on the label (label effect -> 0: every target gives the
+     same face) and no gradient of L_R reaches z through G1 (it falls 100-1000x).
+  3. z runs free. With L_R silent, only L_E acts on z: ‖z‖ explodes (10^4), and D_E, still
+     slow, ends *confidently wrong*: it calls the codes real and prior samples fake, its loss
+     far above chance (tens to hundreds). That last state is what the log shows; the failure
+     started at step 1.
+
+"stable" (the default) changes one setting, D_E's learning rate, from 1e-4 to 1e-3, the
+encoder's own: D_E then follows z as fast as z moves and keeps it on the prior's scale, so G1
+never saturates. Everything else is the paper's.
 """
 from .objective import ObjectiveConfig
 
@@ -23,7 +32,7 @@ RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "labe
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
               "label_smoothing": 0.0},
-    "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.5, "warmup_epochs": 0,
+    "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
                "label_smoothing": 0.0},
 }
 DEFAULT_RECIPE = "stable"
@@ -32,8 +41,6 @@ DEFAULT_RECIPE = "stable"
 STABLE_REASONS = {
     "lr_d_e": "D_E learns as fast as the encoder it judges (1e-3, was 1e-4), so it follows z "
               "instead of being outrun by it",
-    "adam_beta1": "Adam's momentum 0.5 (was 0.9), the usual choice for adversarial training: a push "
-                  "that reverses sign is not carried on for ~10 more steps",
 }
 
 

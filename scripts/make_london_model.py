@@ -1,0 +1,60 @@
+"""Re-train the ready model that ships with the package, bit for bit (on the CPU):
+
+    python scripts/make_london_model.py
+
+N2 at the reference width, the default recipe, trained on all 78 built-in London people (both
+labels, every pair; nobody held out: this model is for your photos, not for measuring). Writes the
+full run to runs/london-model/ (log.jsonl, checkpoint.npz) and the generator alone, in float16, to
+tinycdaae/assets/london_n2.npz, which `run.py generate` uses when no --checkpoint is given.
+Its measured quality on people it never saw is the London table in docs/stability.md (the same
+recipe, trained with a fold held out).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tinycdaae import backend, checkpoint  # noqa: E402
+from tinycdaae.datasets import load_dataset  # noqa: E402
+from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
+from tinycdaae.objective import Objective  # noqa: E402
+from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config  # noqa: E402
+from tinycdaae.training import Trainer, TrainConfig  # noqa: E402
+
+# The model's settings: the README's London command (`run.py --dataset london --width 1`).
+WIDTH, EPOCHS, SEED = 1.0, 150, 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=os.path.join("runs", "london-model"), help="the training run's folder")
+    p.add_argument("--model", default=checkpoint.BUILT_IN_MODEL, help="where the generator file goes")
+    args = p.parse_args(argv)
+    backend.use("cpu")                 # bit for bit: the CPU path (CuPy's kernels round differently)
+    backend.keep_freed_memory()
+    faces = load_dataset("london")
+    names = list(faces.label_names)
+    weight_seed, prior_seed, order_seed = (int(s) for s in np.random.SeedSequence(SEED).generate_state(3))  # as run.py
+    recipe = RECIPES[DEFAULT_RECIPE]
+    model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
+    objective = Objective(model, objective_config(recipe, prior_seed))
+    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"], seed=order_seed)
+    info = {"label_names": names, "label_kind": faces.kind,
+            "trained_on": f"all {len(faces.subject_ids)} built-in London people, {len(faces)} pairs",
+            "recipe": DEFAULT_RECIPE, "epochs": EPOCHS, "width": WIDTH, "seed": SEED,
+            "made_by": "python scripts/make_london_model.py"}
+    print(f"training N2 (width {WIDTH}, recipe {DEFAULT_RECIPE}, seed {SEED}) on {info['trained_on']} "
+          f"for {EPOCHS} epochs -> {args.out}")
+    status = Trainer(objective, faces, config, args.out, extra_info=info).run()
+    if status != "finished":
+        return 1
+    checkpoint.save_generator(args.model, model, info)
+    print(f"wrote {args.model} ({os.path.getsize(args.model) / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
