@@ -25,14 +25,44 @@ from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config  # noqa:
 from tinycdaae.training import Trainer, TrainConfig  # noqa: E402
 
 # The model's settings: the README's London command (`run.py --dataset london --width 1`).
-WIDTH, EPOCHS, SEED = 1.0, 150, 0
+WIDTH, EPOCHS, SEED = 1.0, 60, 0
+# The README's picture of it: the six people of tests/data/london (chosen for the tests, not for
+# how well the model does on them), both directions, and one interpolation strip.
+FIGURE_PEOPLE = ("001", "004", "005", "006", "025", "042")
+
+
+def figure(model_path, out_path):
+    """docs/ready_model.png: per person, [neutral photo, -> happy, the real smile | smiling photo,
+    -> neutral, the real neutral]; then a neutral -> happy strip of the first person."""
+    from tinycdaae import grids
+    from tinycdaae.align import align_file
+    model, _ = checkpoint.load_model(model_path)
+    photos = os.path.join(os.path.dirname(checkpoint.BUILT_IN_MODEL), "london")
+    face = {(p, e): align_file(os.path.join(photos, f"{p}_{e}.jpg")).image
+            for p in FIGURE_PEOPLE for e in ("neutral", "happy")}
+    neutral = np.stack([face[p, "neutral"] for p in FIGURE_PEOPLE])        # (6, 3, 32, 32)
+    happy = np.stack([face[p, "happy"] for p in FIGURE_PEOPLE])
+    label = {"neutral": np.array([1, 0], np.float32), "happy": np.array([0, 1], np.float32)}
+    to_happy = model.generate(neutral, np.tile(label["happy"], (6, 1)))["x_hat"]
+    to_neutral = model.generate(happy, np.tile(label["neutral"], (6, 1)))["x_hat"]
+    blank = np.ones_like(neutral)
+    rows = np.stack([neutral, to_happy, happy, blank, happy, to_neutral, neutral], axis=1)   # (6, 7, ...)
+    strip = grids.expression_grid(model, neutral[:1], grids.interpolation_labels(label["neutral"],
+                                                                                label["happy"], 6))
+    strip = np.concatenate([strip, np.ones_like(strip[:, :0])], axis=1)    # (1, 7, 3, 32, 32)
+    grids.save_png(out_path, grids.tile(np.concatenate([rows, strip]), scale=3))
+    print(f"wrote {out_path}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=os.path.join("runs", "london-model"), help="the training run's folder")
     p.add_argument("--model", default=checkpoint.BUILT_IN_MODEL, help="where the generator file goes")
+    p.add_argument("--figure", default=os.path.join("docs", "ready_model.png"), help="the README's picture")
+    p.add_argument("--figure-only", action="store_true", help="only redraw the picture from --model")
     args = p.parse_args(argv)
+    if args.figure_only:
+        return figure(args.model, args.figure)
     backend.use("cpu")                 # bit for bit: the CPU path (CuPy's kernels round differently)
     backend.keep_freed_memory()
     faces = load_dataset("london")
@@ -53,6 +83,7 @@ def main(argv=None):
         return 1
     checkpoint.save_generator(args.model, model, info)
     print(f"wrote {args.model} ({os.path.getsize(args.model) / 1e6:.1f} MB)")
+    figure(args.model, args.figure)
     return 0
 
 
