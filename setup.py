@@ -6,9 +6,11 @@ setup(
     description="A from-scratch NumPy/CuPy Conditional Difference Adversarial Autoencoder "
                 "(Zhou & Shi 2017) for facial expression synthesis",
     packages=["tinycdaae"],
-    # The built-in London photos (--dataset london) are package data, so that a regular
-    # (non-editable) install and a wheel carry them; MANIFEST.in puts them in the sdist.
-    package_data={"tinycdaae": ["assets/london/*.jpg", "assets/london/*.csv", "assets/london/README.md"]},
+    # The built-in London photos (--dataset london) and the ready model (generate's default) are
+    # package data, so that a regular (non-editable) install and a wheel carry them; MANIFEST.in
+    # puts them in the sdist.
+    package_data={"tinycdaae": ["assets/london/*.jpg", "assets/london/*.csv", "assets/london/README.md",
+                                "assets/*.npz"]},
     python_requires=">=3.9",
     # Runtime: the arrays, image I/O and progress bars. Nothing that learns comes from a library.
     install_requires=["numpy>=1.22", "scipy>=1.8", "imageio>=2.20", "tqdm>=4.60"],
