@@ -8,8 +8,11 @@ then renamed over the old one — so a kill in the middle of a save leaves the p
 intact (a rename within one file system is atomic).
 """
 import json
+import math
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -23,6 +26,16 @@ FORMAT_VERSION = 1
 BUILT_IN_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "london_n2.npz")
 # The fields that change the network's shapes: a checkpoint with other values cannot be loaded.
 ARCHITECTURE_FIELDS = ("skip", "width", "label_dim", "latent_dim", "image_size")
+# Bounds on a stored model_config, checked before anything is built from it: a damaged or
+# hand-edited checkpoint claiming width 1000 would otherwise try to allocate terabytes.
+MAX_WIDTH = 4.0            # channels 256-512-1024-2048 (the reference is 1.0)
+MAX_LABEL_DIM, MAX_LATENT_DIM, MAX_IMAGE_SIZE = 256, 4096, 256
+# What goes wrong reading a damaged file: a truncated or zero-byte zip (BadZipFile, EOFError),
+# a flipped byte (BadZipFile "Bad CRC-32", zlib.error, a garbled .npy header: ValueError), a
+# missing entry (KeyError), metadata that is not JSON (ValueError) or not text (UnicodeError),
+# a garbled shape asking for more memory than there is (MemoryError).
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
+               MemoryError, UnicodeError)
 
 
 class CheckpointError(ValueError):
@@ -59,6 +72,12 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file readable by its owner only (0600); a checkpoint is an ordinary
+        # output file, so give it the permissions open() would: 0666 minus the user's umask.
+        # (os.umask can only be read by setting it; it is set straight back.)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)                     # atomic: the old file stays until this line
     finally:
         if os.path.exists(tmp):
@@ -67,20 +86,85 @@ def atomic_write(path, write):
 
 def read(path, arrays=True):
     """(meta dict, {name: array}) from a checkpoint file, with clear errors. arrays=False reads only
-    the metadata (options, step, configs) and returns an empty dict: the .npz loads lazily."""
+    the metadata (options, step, configs) and returns an empty dict (the arrays' checksums are
+    still verified). Damaged files and bad metadata raise CheckpointError."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist; give the .npz written by training "
                               f"(e.g. runs/<name>/checkpoint.npz)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path!r} is empty (0 bytes): not a checkpoint. A save that was cut "
+                              f"off never leaves one (saves are atomic), so the file was damaged elsewhere")
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not a .npz archive")
             meta = json.loads(str(data["meta_json"]))
-            arrays = {k: data[k] for k in data.files if k != "meta_json"} if arrays else {}
-    except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path!r} is not a readable tinycdaae checkpoint ({err})") from None
+            if arrays:
+                arrays = {k: data[k] for k in data.files if k != "meta_json"}
+            else:   # the arrays load later (or never): check their CRC-32s now, so that damage
+                # is reported here, before data loading or training, not half-way through
+                bad = data.zip.testzip()
+                if bad is not None:
+                    raise zipfile.BadZipFile(f"bad CRC-32 for {bad}")
+                arrays = {}
+    except READ_ERRORS as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path!r} is not a readable tinycdaae checkpoint: it is damaged "
+                              f"({type(err).__name__}{': ' + reason if reason else ''}); use an intact "
+                              f"copy, or train again") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path!r}: its metadata is damaged (not a JSON object)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path!r} has checkpoint format {meta.get('format_version')}, "
                               f"this version reads format {FORMAT_VERSION}")
+    check_meta(meta, path)
     return meta, arrays
+
+
+def check_meta(meta, path):
+    """Refuse metadata with missing fields, wrong types or absurd sizes, naming them, before
+    anything is built from it (a checkpoint's metadata is JSON anyone can edit)."""
+    problems = []
+    config = meta.get("model_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path!r}: its metadata has no model_config table; the file is damaged")
+    fields = {f: ModelConfig.__dataclass_fields__[f] for f in ModelConfig.__dataclass_fields__}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        problems.append(f"unknown model_config field(s) {', '.join(unknown)}")
+
+    def number(name, kinds, low, high):
+        value = config.get(name, fields[name].default)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            problems.append(f"model_config.{name} is {value!r}, not " + ("a whole number" if kinds is int
+                                                                         else "a number"))
+        elif not (isinstance(value, int) or math.isfinite(value)) or not low <= value <= high:
+            problems.append(f"model_config.{name} is {value!r}, outside [{low:g}, {high:g}]")
+
+    number("width", (int, float), 1e-6, MAX_WIDTH)
+    number("label_dim", int, 1, MAX_LABEL_DIM)
+    number("latent_dim", int, 1, MAX_LATENT_DIM)
+    number("image_size", int, 16, MAX_IMAGE_SIZE)
+    number("seed", int, 0, 2 ** 64 - 1)
+    if config.get("skip", "n2") not in ("n1", "n2", "n3", "none"):
+        problems.append(f"model_config.skip is {config.get('skip')!r}, not one of n1, n2, n3, none")
+    if config.get("dtype", "float32") not in ("float32", "float64"):
+        problems.append(f"model_config.dtype is {config.get('dtype')!r}, not float32 or float64")
+    if not isinstance(meta.get("extra", {}), dict):
+        problems.append("extra is not a table")
+    if meta.get("kind") != "generator":                   # a training checkpoint's own fields
+        if not isinstance(meta.get("objective_config"), dict):
+            problems.append("objective_config is missing or not a table")
+        if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
+            problems.append(f"step is {meta.get('step')!r}, not a count")
+        steps = meta.get("adam_steps")
+        if not isinstance(steps, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                  for v in steps.values()):
+            problems.append("adam_steps is missing or not a table of counts")
+        if not isinstance(meta.get("prior_rng"), dict):
+            problems.append("prior_rng is missing or not a table")
+    if problems:
+        raise CheckpointError(f"{path!r}: damaged or hand-edited metadata: " + "; ".join(problems))
 
 
 def check_compatible(saved_config, model_config, path=""):
@@ -107,15 +191,33 @@ def _restore(meta, arrays, objective, path):
         for p in opt.params:
             _assign(opt.m[p], arrays, f"adam/{opt_name}/m/{p.name}", path)
             _assign(opt.v[p], arrays, f"adam/{opt_name}/v/{p.name}", path)
+        if opt_name not in meta["adam_steps"]:
+            raise CheckpointError(f"checkpoint {path} has no step count for optimizer {opt_name!r}; "
+                                  f"it was damaged or written by another version")
         opt.t = int(meta["adam_steps"][opt_name])
-    objective.rng.bit_generator.state = meta["prior_rng"]
+    try:
+        objective.rng.bit_generator.state = meta["prior_rng"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path}: its prior_rng state is damaged ({err})") from None
     objective.step_count = int(meta["step"])
     return meta["extra"]
 
 
+def _build(model_config, objective_config=None, path=""):
+    """CDAAE (and Objective) from stored configs; their own checks' errors become CheckpointError."""
+    try:
+        model = CDAAE(ModelConfig(**model_config))
+        return model if objective_config is None else Objective(model, ObjectiveConfig(**objective_config))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path}: its stored configuration is damaged ({err})") from None
+
+
 def _assign(target, arrays, key, path):
     if key not in arrays:
-        raise CheckpointError(f"checkpoint {path} has no array {key!r}; it was written by another version")
+        raise CheckpointError(f"checkpoint {path} has no array {key!r}; it was damaged or written by "
+                              f"another version")
+    if not isinstance(arrays[key], np.ndarray) or arrays[key].dtype.kind not in "fiu":
+        raise CheckpointError(f"checkpoint {path}: {key} is not a numeric array; the file is damaged")
     if tuple(arrays[key].shape) != tuple(target.shape):
         raise CheckpointError(f"checkpoint {path}: {key} has shape {arrays[key].shape}, expected {target.shape}")
     target[...] = backend.to_device(arrays[key].astype(target.dtype, copy=False))   # keeps memory order
@@ -128,7 +230,7 @@ def load(path, dtype=None):
     model_config = dict(meta["model_config"])
     if dtype is not None:
         model_config["dtype"] = dtype
-    objective = Objective(CDAAE(ModelConfig(**model_config)), ObjectiveConfig(**meta["objective_config"]))
+    objective = _build(model_config, meta["objective_config"], path)
     return objective, _restore(meta, arrays, objective, path)
 
 
@@ -156,8 +258,19 @@ def load_model(path):
     if meta.get("kind") != "generator":
         objective, extra = load(path)
         return objective.model, extra
-    model = CDAAE(ModelConfig(**{**meta["model_config"], "dtype": "float32"}))
+    model = _build({**meta["model_config"], "dtype": "float32"}, path=path)
     for block in GENERATOR_BLOCKS:
         for p in model.blocks[block].params():
             _assign(p.data, arrays, f"param/{p.name}", path)
     return model, meta["extra"]
+
+
+def check_finite(model, path):
+    """Refuse a model whose generator weights hold NaN or infinity: every face drawn with it
+    would be NaN (written as black pixels), which looks like a bug rather than a damaged file."""
+    xp = backend.xp
+    bad = [p.name for block in GENERATOR_BLOCKS for p in model.blocks[block].params()
+           if not bool(xp.isfinite(p.data).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: {len(bad)} weight array(s) hold NaN or infinite "
+                              f"values (e.g. {bad[0]}); it cannot draw faces. Use an earlier checkpoint")
