@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CROP = 32                 # output side in pixels (the paper's 32x32)
-ALIGN_VERSION = 1         # bump when anything here changes the crops: cached datasets are re-made
+ALIGN_VERSION = 2         # bump when anything here changes the crops: cached datasets are re-made
+                          # (2: read_image applies EXIF orientation and converts CMYK properly)
 
 # The similarity transform is fitted on the points an expression barely moves: the nose (27-35)
 # and the four eye corners (36, 39, 42, 45). Brows (AU1/2/4), lids (AU5), mouth and jaw (AU12,
@@ -79,21 +80,85 @@ class AlignedFace:
 
 
 # ----------------------------------------------------------------------------------- reading
-def read_image(path):
-    """Any image file imageio can read -> contiguous (H, W, 3) uint8 RGB.
+MAX_PIXELS = 50_000_000   # 50 megapixels: above any camera photo's need for a 32x32 crop, and a
+                          # decoded 50 MP image already takes 150 MB; larger ones are refused
 
-    Handles grayscale, gray+alpha, RGBA (alpha dropped), palette images and GIFs (first frame),
-    16-bit and float images. Raises UnreadableImageError naming the file otherwise.
+
+def read_image(path):
+    """Any image file -> contiguous (H, W, 3) uint8 RGB, as it is meant to be seen.
+
+    Pillow reads it when it can: EXIF orientation is applied (a phone's portrait photo is stored
+    sideways with a tag saying so), and CMYK, YCbCr, palette, gray+alpha and RGBA images go through
+    Pillow's own conversion to RGB (CMYK read as raw channels would be a colour negative; Adobe's
+    inverted CMYK JPEGs are undone by Pillow's decoder). 16-bit and float images keep their full
+    range (65535 -> 255). GIFs give their first frame. Formats Pillow does not know go to imageio.
+    Images above MAX_PIXELS are refused from their header, before the pixels are decoded.
+    Raises UnreadableImageError naming the file otherwise.
     """
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise UnreadableImageError(f"cannot read image {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):      # a FIFO or device would block open() forever; a folder is no image
+        raise UnreadableImageError(f"cannot read image {path}: not a regular file")
+    pixels = _read_with_pillow(path)
+    if pixels is None:
+        pixels = _read_with_imageio(path)
+    return to_rgb_uint8(pixels, name=str(path))
+
+
+def _read_with_pillow(path):
+    """(H, W, C) array, or None when Pillow does not recognise the format."""
+    import warnings
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (DecompressionBombWarning) above ~89 MP and raises above twice that; our
+            # own, lower limit below is the one that speaks, so its warning is not shown.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:              # reads the header only
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise UnreadableImageError(
+                        f"{path} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), above "
+                        f"the limit of {MAX_PIXELS / 1e6:.0f} megapixels; scale it down (the face "
+                        f"needs only a few hundred pixels) and try again")
+                image.seek(0)                            # GIF and TIFF: the first frame
+                image = ImageOps.exif_transpose(image)   # a copy, upright as the tag says
+                if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+                    return _wide_gray(np.asarray(image), image.mode, path)   # 16-bit / float gray
+                if image.mode != "RGB":
+                    image = image.convert("RGB")         # CMYK, YCbCr, P, PA, LA, RGBA, L, 1
+                return np.asarray(image)
+    except UnidentifiedImageError:
+        return None
+    except UnreadableImageError:
+        raise
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError) as err:
+        raise UnreadableImageError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+
+
+def _wide_gray(pixels, mode, path):
+    """Pillow's 32-bit integer ("I"), 16-bit ("I;16*") or float ("F") gray -> what to_rgb_uint8
+    takes: uint16 for 16-bit data (a 16-bit PNG opens as "I" or "I;16" depending on Pillow's
+    version), floats as they are (taken to lie in [0, 1])."""
+    if mode == "F":
+        return pixels
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+        raise UnreadableImageError(f"{path}: 32-bit integer pixels outside 0..65535 are not supported")
+    return pixels.astype(np.uint16)
+
+
+def _read_with_imageio(path):
     import warnings
     import imageio.v3 as iio
     try:
         with warnings.catch_warnings():   # imageio tries its plugins in turn; old ones warn
             warnings.simplefilter("ignore", DeprecationWarning)
-            pixels = np.asarray(iio.imread(path, index=0))
+            return np.asarray(iio.imread(path, index=0))
     except Exception as err:  # imageio raises many types (OSError, ValueError, plugin errors...)
         raise UnreadableImageError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
-    return to_rgb_uint8(pixels, name=str(path))
 
 
 def to_rgb_uint8(pixels, name="image"):
