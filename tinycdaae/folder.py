@@ -20,6 +20,7 @@ Pairs: with emotions or classes, every image with every image of the same subjec
 import csv
 import os
 import re
+import stat
 
 import numpy as np
 
@@ -44,6 +45,38 @@ def _listing(rows):
     return shown + (f"; ... and {len(rows) - SHOW} more" if len(rows) > SHOW else "")
 
 
+def check_image_paths(csv_path, body, path_col, paths):
+    """Every image path must stay inside the CSV's folder and, where it exists, be a regular file.
+
+    Inside: a labels.csv from elsewhere must not make training read (and cache crops of) files
+    anywhere on the machine through ../.. or absolute paths. The test is on the written path
+    (normalised, not symlink-resolved): a dataset folder may hold symlinks to its images on
+    purpose. Regular: a FIFO or a device named in the CSV would block the reader for ever.
+    Missing files are not refused here: preparation skips and counts them.
+    """
+    root = os.path.dirname(os.path.abspath(csv_path))
+    outside, special = [], []
+    for n, (r, path) in enumerate(zip(body, paths), 2):
+        if os.path.commonpath([root, os.path.normpath(path)]) != root:
+            outside.append(f"row {n} {r[path_col]!r}")
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            special.append(f"row {n} {r[path_col]!r}")
+    problems = []
+    if outside:
+        problems.append(f"{len(outside)} path(s) lead outside the data folder {root}: {_listing(outside)}; "
+                        f"paths must be relative to the CSV's folder and stay inside it")
+    if special:
+        problems.append(f"{len(special)} path(s) are not regular files (folders, pipes or devices): "
+                        f"{_listing(special)}")
+    if problems:
+        raise DatasetError(f"{csv_path}: " + "; ".join(problems))
+
+
 def find_csv(data_dir, csv_path=None):
     """The CSV to use: csv_path, else DATA_DIR/labels.csv, else the only .csv in DATA_DIR."""
     if csv_path:
@@ -52,9 +85,14 @@ def find_csv(data_dir, csv_path=None):
         return csv_path
     if not os.path.isdir(data_dir):
         raise DatasetError(f"data directory {data_dir} does not exist.\n{FOLDER_HELP}")
-    if os.path.isfile(os.path.join(data_dir, "labels.csv")):
-        return os.path.join(data_dir, "labels.csv")
-    found = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(".csv"))
+    labels = os.path.join(data_dir, "labels.csv")
+    if os.path.isfile(labels):
+        return labels
+    if os.path.lexists(labels):       # a folder, a FIFO, a broken link: open() would fail or hang
+        raise DatasetError(f"{labels} is not a regular file (a folder, a pipe or a broken link); "
+                           f"it must be the CSV file itself.\n{FOLDER_HELP}")
+    found = sorted(f for f in os.listdir(data_dir)
+                   if f.lower().endswith(".csv") and os.path.isfile(os.path.join(data_dir, f)))
     if len(found) == 1:
         return os.path.join(data_dir, found[0])
     raise DatasetError(f"{data_dir} has {len(found)} CSV files ({', '.join(found) or 'none'}); "
@@ -66,8 +104,15 @@ def read_label_csv(csv_path):
 
     Every problem in the file is collected and raised as one DatasetError with counts.
     """
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:    # utf-8-sig: Excel's BOM
-        rows = list(csv.reader(f))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:    # utf-8-sig: Excel's BOM
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{csv_path} is not UTF-8 text (it holds the byte {err.object[err.start]:#04x}, "
+                           f"which UTF-8 does not allow there); save it as UTF-8 (Excel: 'CSV UTF-8')."
+                           f"\n{FOLDER_HELP}") from None
+    except csv.Error as err:
+        raise DatasetError(f"{csv_path} is not a readable CSV file ({err}).\n{FOLDER_HELP}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise DatasetError(f"{csv_path} has no data rows.\n{FOLDER_HELP}")
@@ -97,6 +142,7 @@ def read_label_csv(csv_path):
     if blank:
         raise DatasetError(f"{csv_path}: {len(blank)} row(s) without a path or subject: {_listing(blank)}")
     paths = [os.path.join(os.path.dirname(os.path.abspath(csv_path)), r[path_col]) for r in body]
+    check_image_paths(csv_path, body, path_col, paths)
     subjects = [r[subject_col] for r in body]
     groups = [r[group_col] for r in body] if group_col is not None else None
 
