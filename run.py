@@ -17,6 +17,7 @@ stderr and exit with code 2, never a traceback. Ctrl-C during training saves and
 a run stopped by a NaN or a diverging loss exits with 3.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -27,8 +28,14 @@ from tinycdaae.align import DatasetError
 from tinycdaae.datasets import BUILT_IN, DATASETS
 from tinycdaae.labels import AUS, EMOTIONS, parse_label
 from tinycdaae.recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
+from tinycdaae.training import RunFolderError
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+# Upper bounds on sizes typed by hand: beyond them a typo (an extra zero) would ask for gigabytes
+# of memory or hours of work before failing, so they are refused at once with the bound.
+MAX_WIDTH = checkpoint.MAX_WIDTH      # 4: channels 256-512-1024-2048, 4x the reference network
+MAX_STEPS = 64                        # generate --steps: a 64x64 manifold is 4096 faces already
+MAX_SCALE = 32                        # generate --scale: 1024 px per face
 
 
 class UsageError(ValueError):
@@ -203,6 +210,7 @@ def resolve_train_options(args):
     if typed.get("data_dir") is not None:
         typed["data_dir"] = os.path.abspath(typed["data_dir"])
     out = args.out or default_out({**TRAIN_DEFAULTS, **typed})
+    check_out_folder(out)
     path = os.path.join(out, "checkpoint.npz")
     if not args.resume:
         if os.path.exists(path):
@@ -220,6 +228,7 @@ def resolve_train_options(args):
     if stored is None:
         raise UsageError(f"{path} was not written by `run.py train` (it has no run options); "
                          f"it cannot be resumed from the command line")
+    check_stored_options(stored, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
@@ -230,6 +239,32 @@ def resolve_train_options(args):
                          "with another --out.")
     options = {**stored, **typed}
     return options, out, meta["extra"]
+
+
+def check_out_folder(out):
+    """--out must be a folder (or not exist yet): a file there would be overwritten or crash."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is an existing file, not a folder; give a folder name")
+
+
+def option_types():
+    """The type each stored run option must have, read off the defaults (a hand-edited checkpoint
+    with e.g. "width": "big" is refused before anything is built from it)."""
+    types = {}
+    for k, v in {**TRAIN_DEFAULTS, **RECIPES[DEFAULT_RECIPE]}.items():
+        types[k] = (str, type(None)) if v is None else (int, float) if isinstance(v, float) else type(v)
+    return types
+
+
+def check_stored_options(stored, path):
+    if not isinstance(stored, dict):
+        raise checkpoint.CheckpointError(f"{path}: its stored run options are damaged (not a table)")
+    types = option_types()
+    bad = [f"{k}={v!r}" for k, v in stored.items()
+           if k in types and (not isinstance(v, types[k]) or isinstance(v, bool))]
+    if bad:
+        raise checkpoint.CheckpointError(f"{path}: stored run options of the wrong type: {', '.join(bad)}; "
+                                         f"the checkpoint was damaged or edited by hand")
 
 
 def default_out(options):
@@ -245,6 +280,11 @@ def check_train_options(o):
         raise UsageError(f"--batch-size must be at least 1, got {o['batch_size']}")
     if not o["width"] > 0:
         raise UsageError(f"--width must be positive (1.0 is the reference network), got {o['width']}")
+    if not o["width"] <= MAX_WIDTH:          # also refuses inf
+        raise UsageError(f"--width must be at most {MAX_WIDTH:g} (1.0 is the reference network, "
+                         f"{MAX_WIDTH:g} already has {MAX_WIDTH ** 2:g}x its weights), got {o['width']}")
+    if o["seed"] < 0:
+        raise UsageError(f"--seed must be 0 or more, got {o['seed']}")
     if o["folds"] < 2:
         raise UsageError(f"--folds must be at least 2 (one fold is held out), got {o['folds']}")
     if not 0 <= o["fold"] < o["folds"]:
@@ -254,8 +294,10 @@ def check_train_options(o):
     if not 0 <= o["label_smoothing"] < 0.5:
         raise UsageError(f"--label-smoothing must be in [0, 0.5) (0.1 is usual), got {o['label_smoothing']}")
     for k in ("lr", "lr_d_e", "lr_d_g"):
-        if not o[k] > 0:
-            raise UsageError(f"{flag(k)} must be positive, got {o[k]}")
+        if not 0 < o[k] < math.inf:
+            raise UsageError(f"{flag(k)} must be a positive number, got {o[k]}")
+    if not 0 <= o["adam_beta1"] < 1:
+        raise UsageError(f"--adam-beta1 must be in [0, 1) (0.9 is usual), got {o['adam_beta1']}")
     if o["dataset"] in BUILT_IN and o["data_dir"] is not None:   # refused, not ignored: see datasets.py
         raise UsageError(f"--data-dir is for --dataset rafd, disfa or folder; --dataset {o['dataset']} is "
                          f"built in and needs none")
@@ -287,6 +329,20 @@ def seeds(seed):
 
 
 def cmd_train(args):
+    from tinycdaae.training import lock_run_folder
+    o, out, resumed = resolve_train_options(args)
+    check_train_options(o)                     # before the lock: a refused run creates no folder
+    lock = lock_run_folder(out)                # held until this process ends (see lock_run_folder)
+    try:
+        return train_locked(args, lock)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def train_locked(args, lock):
+    """cmd_train, holding the run folder. The options are read again under the lock: a run that
+    finished (or saved a checkpoint) between the first reading and the lock is seen now."""
     from tinycdaae.model import CDAAE, ModelConfig
     from tinycdaae.objective import Objective
     from tinycdaae.recipes import objective_config
@@ -330,11 +386,18 @@ def cmd_train(args):
           + ("; under each row, the person's real images with those labels" if targets is not None else ""))
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
     resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
-    trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
-                      extra_info={"options": o, "label_names": label_names, "label_kind": kind},
-                      resume=resumed, resume_hint=resume_hint)
+    try:
+        trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
+                          extra_info={"options": o, "label_names": label_names, "label_kind": kind},
+                          resume=resumed, resume_hint=resume_hint)
+    except (KeyError, TypeError, ValueError) as err:    # a damaged or hand-edited trainer state
+        if resumed is None or isinstance(err, RunFolderError):
+            raise
+        raise checkpoint.CheckpointError(f"{out}/checkpoint.npz: its trainer state is damaged "
+                                         f"({type(err).__name__}: {err}); it cannot be resumed") from None
     status = trainer.run()
-    return {"finished": 0, "interrupted": EXIT_INTERRUPTED, "diverged": EXIT_DIVERGED}[status]
+    return {"finished": 0, "interrupted": EXIT_INTERRUPTED, "diverged": EXIT_DIVERGED,
+            "bad_data": EXIT_USAGE}[status]
 
 
 # ------------------------------------------------------------------------------------ generate
@@ -360,8 +423,8 @@ def parse(spec, names, what):
 def load_face(path):
     """(3, 32, 32) float32 in [-1, 1] for the photo; (face, remark)."""
     from tinycdaae.align import align_file, read_image, uint8_to_network
-    if not os.path.isfile(path):
-        raise UsageError(f"--image {path} does not exist")
+    if not os.path.exists(path):
+        raise UsageError(f"--image {path} does not exist")          # not a file: read_image says so
     pixels = read_image(path)                                         # (H, W, 3) uint8
     if pixels.shape[:2] == (32, 32):
         return uint8_to_network(pixels.transpose(2, 0, 1)), "32x32 image: taken as already aligned"
@@ -376,12 +439,20 @@ def cmd_generate(args):
               f"labels neutral and happy); give --checkpoint to use your own")
     else:
         path = checkpoint_file(args.checkpoint)
-    if args.scale < 1:
-        raise UsageError(f"--scale must be at least 1, got {args.scale}")
-    if args.steps is not None and args.steps < 2:
-        raise UsageError(f"--steps must be at least 2, got {args.steps}")
+    if not 1 <= args.scale <= MAX_SCALE:
+        raise UsageError(f"--scale must be in 1..{MAX_SCALE}, got {args.scale}")
+    if args.steps is not None and not 2 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be in 2..{MAX_STEPS}, got {args.steps}")
+    if args.steps is not None and not args.interpolate and (args.grid is None or args.grid.strip().lower() == "all"):
+        raise UsageError("--steps sets the steps of --grid A,B or --interpolate FROM TO; give one of "
+                         "them, or leave --steps out")
+    if args.grid is not None and not args.grid.strip():
+        raise UsageError("--grid is empty; give 'all' or two label names such as AU4,AU12")
+    if args.out is not None:
+        check_out_folder(args.out)
     backend.use(args.device)
     model, extra = checkpoint.load_model(path)
+    checkpoint.check_finite(model, path)
     names, kind = checkpoint_labels(extra, model.config.label_dim)
     if args.emotion is not None and kind != "emotion":
         raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
@@ -389,7 +460,8 @@ def cmd_generate(args):
     if args.au is not None and kind != "au":
         raise UsageError(f"this checkpoint was trained on emotions ({', '.join(names)}); "
                          f"use --emotion, e.g. --emotion happy")
-    grid = args.grid if (args.grid or args.emotion or args.au or args.interpolate) else "all"
+    grid = args.grid.strip() if args.grid is not None else \
+        None if (args.emotion or args.au or args.interpolate) else "all"
 
     # Check every label before the (slow) alignment, so a typo fails at once.
     target = parse(args.emotion or args.au, names, "--emotion" if args.emotion else "--au") \
@@ -398,7 +470,13 @@ def cmd_generate(args):
         pair = [g.strip() for g in grid.split(",")]
         if len(pair) != 2:
             raise UsageError(f"--grid takes 'all' or two label names such as AU4,AU12, got {grid!r}")
+        if any("=" in name for name in pair):
+            raise UsageError(f"--grid takes two bare label names (each goes 0 -> 1 along one side), "
+                             f"not weights: write e.g. --grid {pair[0].partition('=')[0]},"
+                             f"{pair[1].partition('=')[0]}")
         axes = [int(np.argmax(parse(name, names, "--grid"))) for name in pair]
+        if axes[0] == axes[1]:
+            raise UsageError(f"--grid needs two different labels, got {pair[0]} twice")
     if args.interpolate:
         ends = [parse(spec, names, "--interpolate") for spec in args.interpolate]
 
@@ -646,7 +724,8 @@ def main(argv=None):
     backend.keep_freed_memory()               # steps reuse freed memory (see backend.py)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, DatasetError, checkpoint.CheckpointError, backend.BackendError) as err:
+    except (UsageError, DatasetError, checkpoint.CheckpointError, backend.BackendError,
+            RunFolderError) as err:
         print(f"run.py {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:                 # Ctrl-C outside the training loop (e.g. loading data)

@@ -42,11 +42,15 @@ def parse_label(spec, names):
     parts = [p.strip() for p in str(spec).split(",") if p.strip()]
     if not parts:
         raise ValueError(f"empty label; give one of: {', '.join(names)}")
+    seen = set()
     for part in parts:
         name, _, value = part.partition("=")
         key = name.strip().lower()
         if key not in lookup:
             raise ValueError(f"unknown label name {name.strip()!r}; valid names are: {', '.join(names)}")
+        if key in seen:   # happy=0.5,happy=0.5: add them? keep the last? Ambiguous: refuse
+            raise ValueError(f"label {name.strip()!r} is given twice in {spec!r}; name each label once")
+        seen.add(key)
         try:
             weight = float(value) if value else 1.0
         except ValueError:
