@@ -13,8 +13,9 @@ function below, registered in COMMANDS (gradcheck hands its arguments to tinycda
 adding a command means one add_parser block in build_parser and one function.
 
 Mistakes in what you typed (options, paths, names, datasets, checkpoints) print one message to
-stderr and exit with code 2, never a traceback. Ctrl-C during training saves and exits with 130;
-a run stopped by a NaN or a diverging loss exits with 3.
+stderr and exit with code 2, never a traceback; so do damaged checkpoints, a run folder another
+training holds (see tinycdaae.training.lock_run_folder) and NaN in the training data. Ctrl-C during
+training saves and exits with 130; a run stopped by a NaN loss or a diverging loss exits with 3.
 """
 import argparse
 import math
@@ -97,7 +98,7 @@ def add_train_options(p):
                             f"default {d['skip']}")
     model.add_argument("--width", type=float, metavar="W",
                        help=f"channel multiplier: 1.0 is the reference 64-128-256-512 (default "
-                            f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU)")
+                            f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU; at most {MAX_WIDTH:g})")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
                        f"{d['epochs']}; " + ", ".join(f"{k} {v}" for k, v in DATASET_EPOCHS.items())
@@ -161,11 +162,11 @@ def add_generate_options(p):
                       "to another, each written like --emotion / --au: --interpolate neutral happy, "
                       "or --interpolate AU12=1 AU4=1,AU15=1 -> interpolation.png")
     what.add_argument("--steps", type=int, metavar="N", help="steps of the strip (default 8) or "
-                      "of each side of the manifold (default 5)")
+                      f"of each side of the manifold (default 5); 2..{MAX_STEPS}")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<photo name>/ "
                    "next to the checkpoint)")
     p.add_argument("--scale", type=int, default=4, metavar="N", help="enlarge the 32x32 pictures N "
-                   "times, nearest neighbour (default 4)")
+                   f"times, nearest neighbour (default 4, at most {MAX_SCALE})")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (default: one face is quick) or gpu / auto")
 
