@@ -13,7 +13,9 @@ setup(
                                 "assets/*.npz"]},
     python_requires=">=3.9",
     # Runtime: the arrays, image I/O and progress bars. Nothing that learns comes from a library.
-    install_requires=["numpy>=1.22", "scipy>=1.8", "imageio>=2.20", "tqdm>=4.60"],
+    # pillow: align.read_image reads photos through it (imageio depends on it anyway); 9.1 for
+    # Image.Resampling
+    install_requires=["numpy>=1.22", "scipy>=1.8", "imageio>=2.20", "pillow>=9.1", "tqdm>=4.60"],
     extras_require={
         "gpu": ["cupy"],  # pick the wheel that matches your CUDA, e.g. cupy-cuda12x
         # Real photos: dlib's detector and 68 landmarks (the model file ships in

@@ -411,3 +411,18 @@ def test_cmyk_and_exif_rotated_jpegs_align_to_the_same_crop():
             assert np.abs(pixels - np.asarray(rgb, np.float64)).mean() < 1.5, path
             crop = align.align_file(path).crop.astype(np.float64)
             assert np.abs(crop - original).mean() < 4.0, (path, np.abs(crop - original).mean())
+
+
+@needs_dlib
+def test_a_big_photo_is_searched_on_a_shrunk_copy_and_aligns_like_the_original():
+    """Above align.DETECT_MAX_SIDE the face is searched on a shrunk copy, the landmarks placed on
+    the full photo. 001_neutral.jpg (450 px) enlarged to 2400 px aligns to within 4 grey levels of
+    the original's crop (measured: 1.34; searching the full 2400 px photo instead gave 2.02: the
+    enlargement itself moves dlib's landmarks a little)."""
+    from PIL import Image
+    rgb = photo_pixels()
+    original = align.align_file(PHOTO).crop.astype(np.float64)
+    big = np.asarray(rgb.resize((2400, 2400), Image.Resampling.BICUBIC))
+    assert max(big.shape) > align.DETECT_MAX_SIDE
+    crop = align.align_face(big).crop.astype(np.float64)
+    assert np.abs(crop - original).mean() < 4.0, np.abs(crop - original).mean()

@@ -220,16 +220,33 @@ def _dlib_models():
     return _DLIB["models"]
 
 
+# dlib's detector on a 12-megapixel photo takes seconds, and its 2x-upsampled retry (when the
+# first pass finds nothing) four times the pixels: big photos are searched on a copy shrunk to
+# this longest side, and the 68 landmarks are then placed on the full-resolution photo inside
+# the box found, scaled back. Photos up to this size (RaFD 1024, DISFA 1024, London 450) are
+# searched as they are, so their crops do not change. Measured on 001_neutral.jpg enlarged to
+# 3600x3600 (busy machine, noisy): detection 0.99 s at full size, 0.40 s on the shrunk copy; the
+# box moves a little and the landmarks with it: the crops differ by 0.69 grey levels on average.
+DETECT_MAX_SIDE = 1600
+
+
 def detect_landmarks(rgb):
     """(H, W, 3) uint8 -> ((68, 2) float64 landmarks of the largest face, message).
 
-    Tries the detector at the photo's own size, then once upsampled x2 (finds faces down to about
-    40 px). Several faces: the largest box wins and the message says so. None: NoFaceError.
+    Tries the detector at the photo's own size (at most DETECT_MAX_SIDE), then once upsampled x2
+    (finds faces down to about 40 px). Several faces: the largest box wins and the message says
+    so. None: NoFaceError.
     """
     detector, predictor = _dlib_models()
-    boxes = list(detector(rgb, 0)) or list(detector(rgb, 1))
+    scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+    small = rgb if scale == 1.0 else _shrink(rgb, scale)
+    boxes = list(detector(small, 0)) or list(detector(small, 1))
     if not boxes:
         raise NoFaceError("no face found")
+    if scale != 1.0:                                   # boxes back to the full photo's pixels
+        import dlib
+        boxes = [dlib.rectangle(*(int(round(v / scale)) for v in (b.left(), b.top(), b.right(), b.bottom())))
+                 for b in boxes]
     box = max(boxes, key=lambda b: b.width() * b.height())
     message = ""
     if len(boxes) > 1:
@@ -237,6 +254,14 @@ def detect_landmarks(rgb):
                    f"at x={box.left()}, y={box.top()})")
     shape = predictor(rgb, box)
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64), message
+
+
+def _shrink(rgb, scale):
+    """(H, W, 3) uint8 shrunk by `scale` < 1 with an area filter (Pillow's BOX)."""
+    from PIL import Image
+    height, width = rgb.shape[:2]
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX)))
 
 
 # ------------------------------------------------------------------------------ the geometry
