@@ -405,7 +405,13 @@ def train_locked(args, lock):
 def checkpoint_labels(extra, label_dim):
     """(label names, kind) stored by training; guessed from the size for other checkpoints."""
     if "label_names" in extra:
-        return list(extra["label_names"]), extra["label_kind"]
+        names, kind = extra["label_names"], extra.get("label_kind")
+        if (not isinstance(names, list) or len(names) != label_dim or len(set(names)) != len(names)
+                or not all(isinstance(n, str) and n for n in names) or kind not in ("emotion", "au")):
+            raise checkpoint.CheckpointError(f"the checkpoint's stored label names ({names!r}, kind "
+                                             f"{kind!r}) are damaged: expected {label_dim} distinct names "
+                                             f"and kind emotion or au")
+        return list(names), kind
     if label_dim == len(EMOTIONS):
         return list(EMOTIONS), "emotion"
     if label_dim == len(AUS):
@@ -635,6 +641,8 @@ def run_evaluation(paths, args, out, typed=None):
         path = checkpoint_file(given)
         meta, _ = checkpoint.read(path, arrays=False)   # options only: the weights load later, one at a time
         extra, config = meta["extra"], meta["model_config"]
+        if extra.get("options") is not None:
+            check_stored_options(extra["options"], path)
         o = evaluation_data_options(extra, typed or {}, path)
         key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS)
         load = (lambda path=path: checkpoint.load(path)[0].model)

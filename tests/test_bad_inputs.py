@@ -84,6 +84,8 @@ def damage(kind, src, dst):
         rewrite(src, dst, lambda meta: meta.__setitem__("model_config", [1, 2]))
     elif kind == "options_wrong_type":
         rewrite(src, dst, lambda meta: meta["extra"]["options"].update(batch_size="many"))
+    elif kind == "label_names_wrong":
+        rewrite(src, dst, lambda meta: meta["extra"].update(label_names="happy"))
     elif kind == "nan_weights":
         with np.load(src) as data:
             arrays = {k: data[k] for k in data.files}
@@ -185,6 +187,13 @@ ROWS = [
     ("generate_nan_weights", lambda t, r, f: (
         damage("nan_weights", r / "checkpoint.npz", t / "c.npz"),
         ["generate", "--checkpoint", t / "c.npz", "--image", f, "--out", t / "g"])[1], 2, "hold NaN or infinite"),
+    ("generate_label_names_wrong", lambda t, r, f: (
+        damage("label_names_wrong", r / "checkpoint.npz", t / "c.npz"),
+        ["generate", "--checkpoint", t / "c.npz", "--image", f, "--out", t / "g"])[1], 2,
+     "stored label names ('happy', kind 'emotion') are damaged"),
+    ("evaluate_options_wrong_type", lambda t, r, f: (
+        damage("options_wrong_type", r / "checkpoint.npz", t / "c.npz"),
+        ["evaluate", "--checkpoint", t / "c.npz", "--out", t / "ev"])[1], 2, "batch_size='many'"),
     # --- generate: options
     ("steps_above_64", lambda t, r, f: ["generate", "--checkpoint", r, "--image", f, "--grid", "happy,sad",
                                         "--steps", "100"], 2, "--steps must be in 2..64"),

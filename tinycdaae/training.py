@@ -12,6 +12,7 @@ What it writes in out_dir:
                       accuracies), plus lines with an "event" key (epoch summaries, warnings, stops)
     checkpoint.npz    after every epoch and on Ctrl-C; never after a NaN (see below)
     samples/epoch_003.png   whatever sample_fn draws, after every epoch
+    .lock             run.py holds it for the life of a run (lock_run_folder): one run per folder
 
 Exact resume. The data order comes from one seeded generator; its state at the start of the
 current epoch, the number of batches done in that epoch and the monitors' memory all go into the
