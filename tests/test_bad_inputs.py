@@ -251,7 +251,7 @@ def start(env, *args):
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(env, tmp_path):
     out = tmp_path / "run"
     first = start(env, *TINY, "--epochs", 3, "--out", out)
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     while time.time() < deadline and not (out / "log.jsonl").exists():
         time.sleep(0.02)
     os.kill(first.pid, signal.SIGSTOP)           # paused mid-run, lock held: the overlap is certain
@@ -259,7 +259,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(env, tmp_p
         second = cli(env, *TINY, "--epochs", 1, "--out", out)
     finally:
         os.kill(first.pid, signal.SIGCONT)
-    stdout, stderr = first.communicate(timeout=120)
+    stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stdout + stderr
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
     assert f"{out} is in use by another training run (process id {first.pid})" in second.stderr
@@ -270,7 +270,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(env, tmp_p
 def test_two_runs_started_together_never_both_succeed(env, tmp_path):
     out = tmp_path / "run"
     runs = [start(env, *TINY, "--epochs", 3, "--out", out) for _ in range(2)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in runs]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in runs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     refusal = next(err for code, err in results if code == 2)

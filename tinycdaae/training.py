@@ -91,8 +91,8 @@ class LatentCollapseMonitor:
     """
 
     FAR = 2.0   # "far from chance": a factor of 2 either way
-    ADVICE = ("the default recipe (--recipe stable) is built to avoid this; with the paper's recipe try "
-              "--lr-d-e 1e-3, --adam-beta1 0.5 or --warmup-epochs")
+    ADVICE = ("the default recipe (--recipe stable) avoids this by training D_E at the encoder's learning "
+              "rate; with other settings, try --lr-d-e 1e-3")
 
     def __init__(self, window, patience):          # defaults: TrainConfig
         self.window, self.patience = window, patience
