@@ -94,7 +94,7 @@ def table(results, name):
         + [f"{agg['mse']:.4f}", f"{agg['mse']:.4f}", f"{agg['ssim']:.3f}", ""]) + " |")
     ceiling = results.get("ceiling", {}).get("expression_accuracy")
     if isinstance(ceiling, dict):
-        lines += ["", f"Expression reader on the real held-out photos (the ceiling): {ceiling['mean']:.2f}."]
+        lines += ["", f"Expression reader on the real held-out images (the ceiling): {ceiling['mean']:.2f}."]
     return "\n".join(lines)
 
 
