@@ -51,7 +51,7 @@ def test_shapes_at_reference_width(skip, shape):
     assert np.abs(out["x_hat"]).max() <= 1                        # tanh output
     if shape is not None:
         assert np.abs(out["d"]).max() <= 1                         # G1 ends in tanh: a bounded difference
-    # the reference layer widths of DESIGN.md §1
+    # the reference layer widths (docstring of tinycdaae/model.py)
     assert [p.shape for p in model.E1.params() + model.E2.params() if p.name.endswith(".w")] == \
         [(64, 3, 5, 5), (128, 64, 5, 5), (256, 128, 5, 5), (512, 256, 5, 5), (100, 2048)]
     assert [p.shape for p in model.D_E.params() if p.name.endswith(".w")] == [(64, 100), (32, 64), (16, 32), (1, 16)]

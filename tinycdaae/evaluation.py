@@ -21,7 +21,7 @@ face-recognition network when dlib is installed (face_identity.py): the same ret
 faces, which separates people across expressions where pixels falter (measured on the London
 photos: README, Evaluation). The synthetic faces are not photographs, so there it is not used.
 
-Why these together (DESIGN.md §5): expression accuracy alone flatters a network that draws a
+Why these together (docs/stability.md shows both failures): expression accuracy alone flatters a network that draws a
 generic face with the right expression (the no-connection control), and identity alone flatters
 the copy baseline, which keeps the person perfectly and never changes the expression.
 

@@ -10,7 +10,7 @@ The cut ("skip") is at position ① (after the first conv, 64×16×16: N1), ② 
 control: the same network cut at ②, but with no connection (x̂ = G2(G1(z, l))) and an ordinary
 LeakyReLU where G1 would end in tanh.
 
-Reference widths (DESIGN.md §1); `width` scales every channel count for quick runs:
+Reference widths; `width` scales every channel count for quick runs:
 
     E: conv 5×5/2 3→64 ① → 128 ② → 256 ③ → 512, LeakyReLU(0.2) after each; dense 2048 → 100
     G: dense (100+L) → 512×2×2, LeakyReLU; deconv 5×5/2 512→256 ③ → 128 ② → 64 ① → 3, tanh
