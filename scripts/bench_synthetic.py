@@ -14,7 +14,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinycdaae import synthetic  # noqa: E402
+from tinycdaae.data import synthetic  # noqa: E402
 
 
 def main(n_faces=10_000):

@@ -24,16 +24,14 @@ Adam and im2col copies are not counted: they are the overhead the fraction expos
 import argparse
 import contextlib
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tinycdaae import backend, layers  # noqa: E402
-from tinycdaae.im2col import out_size  # noqa: E402
-from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
-from tinycdaae.objective import Objective  # noqa: E402
+from tinycdaae import backend, layers
+from tinycdaae.im2col import out_size
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective
 
 RAFD_STEPS = 9600 * 40 // 32
 
@@ -270,12 +268,14 @@ def torch_step_fn(args):
         h = e1(x_s)
         z = e2(h)
         x_hat = g2(h + g1(torch.cat([z, labels], 1)))
-        opt_de.zero_grad(); opt_dg.zero_grad()
+        opt_de.zero_grad()
+        opt_dg.zero_grad()
         z_prior = torch.randn_like(z)
         d_loss = (bce(d_e(z_prior), ones) + bce(d_e(z.detach()), zeros)
                   + bce(d_g(x_s), ones) + bce(d_g(x_hat.detach()), zeros))
         d_loss.backward()
-        opt_de.step(); opt_dg.step()
+        opt_de.step()
+        opt_dg.step()
         opt_ae.zero_grad()
         loss = (((x_hat - x_t) ** 2).mean() + 1e-2 * bce(d_e(z), ones) + 1e-3 * bce(d_g(x_hat), ones))
         loss.backward()

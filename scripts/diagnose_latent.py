@@ -22,18 +22,15 @@ The data is the built-in London photos by default (or --dataset folder --data-di
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from tinycdaae import backend  # noqa: E402
-from tinycdaae.datasets import load_dataset, split_for_training  # noqa: E402
-from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
-from tinycdaae.objective import Objective  # noqa: E402
-from tinycdaae.recipes import RECIPES, objective_config  # noqa: E402
-from tinycdaae.training import label_effect  # noqa: E402
+from tinycdaae import backend
+from tinycdaae.data.datasets import load_dataset, split_for_training
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective
+from tinycdaae.recipes import RECIPES, objective_config
+from tinycdaae.training import label_effect
 
 
 def norm_rows(a):

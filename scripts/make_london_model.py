@@ -15,14 +15,12 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from tinycdaae import backend, checkpoint  # noqa: E402
-from tinycdaae.datasets import load_dataset  # noqa: E402
-from tinycdaae.model import CDAAE, ModelConfig  # noqa: E402
-from tinycdaae.objective import Objective  # noqa: E402
-from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config  # noqa: E402
-from tinycdaae.training import Trainer, TrainConfig  # noqa: E402
+from tinycdaae import backend, checkpoint
+from tinycdaae.data.datasets import load_dataset
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective
+from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config
+from tinycdaae.training import TrainConfig, Trainer
 
 # The model's settings: the README's London command (`run.py --dataset london --width 1`).
 WIDTH, EPOCHS, SEED = 1.0, 60, 0
@@ -35,7 +33,7 @@ def figure(model_path, out_path):
     """docs/ready_model.png: per person, [neutral photo, -> happy, the real smile | smiling photo,
     -> neutral, the real neutral]; then a neutral -> happy strip of the first person."""
     from tinycdaae import grids
-    from tinycdaae.align import align_file
+    from tinycdaae.data.align import align_file
     model, _ = checkpoint.load_model(model_path)
     photos = os.path.join(os.path.dirname(checkpoint.BUILT_IN_MODEL), "london")
     face = {(p, e): align_file(os.path.join(photos, f"{p}_{e}.jpg")).image

@@ -13,8 +13,8 @@ device result in backend.to_host(...) before handing it to np.testing or another
 import os
 
 import pytest
-
 import strict_device
+
 from tinycdaae import backend
 
 DEVICES = ("cpu", "gpu", "strict")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinycdaae import align
+from tinycdaae.data import align
 
 pytest.importorskip("dlib")
 LONDON = Path(__file__).parent / "data" / "london"
@@ -140,7 +140,7 @@ def test_missing_landmark_model_says_what_to_install(monkeypatch):
 
 
 def test_importing_the_package_loads_no_image_or_face_libraries():
-    code = ("import sys, tinycdaae, tinycdaae.pairs, tinycdaae.labels, tinycdaae.datasets; "
+    code = ("import sys, tinycdaae, tinycdaae.data.pairs, tinycdaae.data.labels, tinycdaae.data.datasets; "
             "print(sorted(m for m in ('dlib', 'imageio', 'scipy', 'tqdm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

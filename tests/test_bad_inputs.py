@@ -14,9 +14,10 @@ import zlib
 
 import numpy as np
 import pytest
+from test_cli import PHOTO, REPO, TINY, cli, env, needs_dlib  # noqa: F401  (env: a fixture)
 
-from test_cli import PHOTO, REPO, TINY, cli, env, needs_dlib   # noqa: F401  (env: a fixture)
-from tinycdaae import align, checkpoint, grids
+from tinycdaae import checkpoint, grids
+from tinycdaae.data import align
 
 
 @pytest.fixture(scope="module")
@@ -323,10 +324,10 @@ def test_a_torn_last_log_line_does_not_block_resume(env, trained, tmp_path):
 
 # ---------------------------------------------------------------------------- in-process
 def test_nan_data_stops_training_saying_it_is_the_data(tmp_path, capsys):
-    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.data.datasets import load_dataset, split_for_training
     from tinycdaae.model import CDAAE, ModelConfig
     from tinycdaae.objective import Objective
-    from tinycdaae.training import Trainer, TrainConfig
+    from tinycdaae.training import TrainConfig, Trainer
 
     train, _ = split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=4), 0, 2)
     train.images[5, 0, 3, 3] = np.nan
@@ -406,6 +407,7 @@ def test_cmyk_and_exif_rotated_jpegs_align_to_the_same_crop():
     re-encoding). The old reader took CMYK's four channels as RGB + alpha: a colour negative,
     144 grey levels off (and dlib still found a "face" in it, so nothing complained)."""
     import tempfile
+
     from PIL import Image
     original = align.align_file(PHOTO).crop.astype(np.float64)
     rgb = photo_pixels()

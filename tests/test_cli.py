@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinycdaae import checkpoint, grids
-from tinycdaae.labels import AUS, EMOTIONS
+from tinycdaae.data.labels import AUS, EMOTIONS
 from tinycdaae.training import DivergenceMonitor, LatentCollapseMonitor, truncate_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,10 +399,10 @@ def test_collapse_monitor_warns_once_after_patience_and_not_on_healthy_runs():
 
 def test_trainer_reports_a_collapse_in_the_log_and_keeps_training(tmp_path, capsys):
     """The wiring: a real tiny objective whose reported D_E numbers look collapsed."""
-    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.data.datasets import load_dataset, split_for_training
     from tinycdaae.model import CDAAE, ModelConfig
     from tinycdaae.objective import Objective
-    from tinycdaae.training import Trainer, TrainConfig
+    from tinycdaae.training import TrainConfig, Trainer
 
     class LooksCollapsed(Objective):
         def step(self, *args, **kwargs):
@@ -458,7 +458,7 @@ def test_tile_enlarges_by_nearest_neighbour_with_gaps():
 def two_label_faceset(missing=()):
     """4 people x (neutral, happy), like a folder with an emotion column using two emotions; the
     (person, label) pairs in `missing` have no image. Each image is flat at a value of its own."""
-    from tinycdaae.pairs import FaceSet, pairs_within_groups
+    from tinycdaae.data.pairs import FaceSet, pairs_within_groups
     rows = [(p, k) for p in range(4) for k in range(2) if (p, k) not in missing]
     subjects = np.array([p for p, _ in rows])
     images = np.stack([np.full((3, 32, 32), (i + 1) / 10, np.float32) for i in range(len(rows))])

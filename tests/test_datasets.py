@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinycdaae.checkpoint import atomic_write
-from tinycdaae import prepare as prepare_module
-from tinycdaae.align import DatasetError, align_file, read_image
-from tinycdaae.datasets import load_dataset, split_for_training
-from tinycdaae.disfa import disfa_sample_pairs, read_au_file
-from tinycdaae.labels import AUS, EMOTIONS
-from tinycdaae.pairs import FaceSet
-from tinycdaae.rafd import parse_rafd_name
+from tinycdaae.data import prepare as prepare_module
+from tinycdaae.data.align import align_file, read_image
+from tinycdaae.data.datasets import load_dataset, split_for_training
+from tinycdaae.data.disfa import disfa_sample_pairs, read_au_file
+from tinycdaae.data.labels import AUS, EMOTIONS
+from tinycdaae.data.pairs import FaceSet
+from tinycdaae.data.rafd import parse_rafd_name
+from tinycdaae.errors import DatasetError
+from tinycdaae.files import atomic_write
 
 pytest.importorskip("dlib")
 LONDON = Path(__file__).parent / "data" / "london"
@@ -260,7 +261,7 @@ def test_folder_csv_end_to_end_on_real_faces(tmp_path):
 
 
 def test_an_emotion_column_gives_the_emotions_it_uses_in_the_fixed_order(tmp_path):
-    from tinycdaae.folder import read_label_csv
+    from tinycdaae.data.folder import read_label_csv
     data = write_folder(tmp_path, "path,subject,emotion", [
         "001_neutral.jpg,anna,Surprised", "001_happy.jpg,anna,happy", "004_neutral.jpg,ben,neutral",
         "004_happy.jpg,ben,surprised"], photos=())
@@ -370,9 +371,11 @@ def test_london_photos_are_package_data_with_their_attribution():
     """setup.py's package_data must match every file of assets/london, or a regular install
     would ship the loader without its photos."""
     import fnmatch
+
     import setuptools
+
     import tinycdaae
-    from tinycdaae.folder import LONDON_DIR
+    from tinycdaae.data.folder import LONDON_DIR
     captured = {}
     setup_py = Path(tinycdaae.__file__).parent.parent / "setup.py"
     real_setup = setuptools.setup

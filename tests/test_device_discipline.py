@@ -3,8 +3,8 @@ stand-in array module (tests/strict_device.py) that fails on NumPy functions app
 arrays, on host arrays mixed into device arithmetic, and on implicit device->host conversion."""
 import numpy as np
 import pytest
-
 import strict_device
+
 from tinycdaae import backend, checkpoint
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective

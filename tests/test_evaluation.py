@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinycdaae import evaluation as ev
-from tinycdaae.synthetic import emotion_faceset, render_targets
+from tinycdaae.data.synthetic import emotion_faceset, render_targets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,7 +131,7 @@ def test_evaluation_set_exact_targets_galleries_and_no_change_pairs_left_out():
 
 
 def test_au_evaluation_set_and_score_with_exact_targets():
-    from tinycdaae.synthetic import au_faceset
+    from tinycdaae.data.synthetic import au_faceset
     frames = au_faceset(n_subjects=3, frames_per_subject=12)
     es = ev.evaluation_set(frames)
     keep = np.abs(frames.labels[frames.pairs[:, 0]] - frames.labels[frames.pairs[:, 1]]).max(axis=1) > 0
@@ -246,7 +246,7 @@ def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
     assert results["order"] == ["n2", "none", "copy input"]
     md = (out / "results.md").read_text()
     assert "| copy input | 1 |" in md and "| n2 | 1 |" in md and "confusion_n2.png" in md
-    import imageio.v3 as iio   # samples.png: 3 held-out people x (real row + 2 networks), input + 8 labels
+    import imageio.v3 as iio  # samples.png: 3 held-out people x (real row + 2 networks), input + 8 labels
     assert iio.imread(out / "samples.png").shape == (9 * (32 * 3 + 2) + 2, 9 * (32 * 3 + 2) + 2, 3)
     # a second compare resumes the finished runs instead of training them again
     again = run_cli("compare", "--out", out, "--variants", "n2", *TINY)
@@ -254,7 +254,7 @@ def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
 
 
 def test_evaluate_copy_baseline_equals_the_metrics_computed_directly(compared):
-    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.data.datasets import load_dataset, split_for_training
     run_dir, _ = compared
     out = run_dir / "eval_one"
     result = run_cli("evaluate", "--checkpoint", run_dir / "n2", "--out", out, "--device", "cpu", "--reader-epochs", "1")
@@ -296,7 +296,7 @@ class CopyModel:
 def london_split(tmp_path_factory):
     """The 6 London test people as a folder set (neutral, happy): 3 train, 3 held out."""
     pytest.importorskip("dlib")
-    from tinycdaae.datasets import load_dataset, split_for_training
+    from tinycdaae.data.datasets import load_dataset, split_for_training
     faces = load_dataset("folder", LONDON, tmp_path_factory.mktemp("cache"), folds=2, progress=False)
     train, test = split_for_training(faces, 0, 2)
     return ev.Split("london test photos fold 0/2", train, test, [("n2", None, CopyModel)])
@@ -322,7 +322,7 @@ def test_two_label_evaluation_reports_dlib_identity(london_split, tmp_path):
 
 
 def test_without_dlib_the_dlib_column_is_left_out_with_a_note(london_split, tmp_path, monkeypatch):
-    monkeypatch.setattr(ev, "face_identity_missing", lambda: "dlib is not installed (pip install -e \".[data]\")")
+    monkeypatch.setattr(ev.job, "face_identity_missing", lambda: "dlib is not installed (pip install -e \".[data]\")")
     said = []
     results = ev.evaluate_splits([london_split], tmp_path, ev.ClassifierConfig(epochs=1), say=said.append)
     assert "identity_dlib_top1" not in results["summary"]["copy input"]
@@ -335,7 +335,7 @@ def test_without_dlib_the_dlib_column_is_left_out_with_a_note(london_split, tmp_
 
 def test_synthetic_faces_are_not_judged_by_dlib(tmp_path):
     faces = emotion_faceset(n_subjects=4, gazes=(0,))
-    from tinycdaae.datasets import split_for_training
+    from tinycdaae.data.datasets import split_for_training
     train, test = split_for_training(faces, 0, 2)
     results = ev.evaluate_splits([ev.Split("synthetic", train, test, [])], tmp_path,
                                  ev.ClassifierConfig(epochs=1), say=lambda *_: None)

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinycdaae import face_identity as fi
-from tinycdaae.align import MissingExtraError, align_file, read_image
+from tinycdaae.data.align import align_file, read_image
+from tinycdaae.errors import MissingExtraError
+from tinycdaae.evaluation import face_identity as fi
 
 pytest.importorskip("dlib")
 LONDON = Path(__file__).parent / "data" / "london"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tinycdaae.labels import AUS, EMOTIONS, parse_label
-from tinycdaae.pairs import FaceSet, pairs_within_groups, random_partner_pairs, split, subject_folds
+from tinycdaae.data.labels import AUS, EMOTIONS, parse_label
+from tinycdaae.data.pairs import FaceSet, pairs_within_groups, random_partner_pairs, split, subject_folds
 
 
 def _emotion_like(n_subjects=6):

@@ -36,8 +36,8 @@ def test_the_model_file_is_small_and_describes_itself():
 @pytest.fixture(scope="module")
 def photos_and_reader(tmp_path_factory):
     """The six people's aligned photos and a reader trained on the 156 London photos."""
-    from tinycdaae.align import align_file
-    from tinycdaae.datasets import load_dataset
+    from tinycdaae.data.align import align_file
+    from tinycdaae.data.datasets import load_dataset
     london = load_dataset("london", cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
     reader = ExpressionReader("emotion", 2, ClassifierConfig(seed=0)).fit(london.images, london.labels)
     faces = {(person, label): align_file(os.path.join(LONDON, f"{person}_{label}.jpg")).image

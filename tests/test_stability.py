@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from tinycdaae import checkpoint
-from tinycdaae.datasets import load_dataset, split_for_training
+from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
 from tinycdaae.recipes import RECIPES, objective_config
-from tinycdaae.training import (LabelEffectMonitor, LatentCollapseMonitor, Trainer, TrainConfig, label_effect,
-                                label_probe)
+from tinycdaae.training import LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, label_effect, label_probe
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,7 @@ def test_paper_recipe_is_the_papers_settings():
 # about the recipe, not about BLAS.
 LIBRARY_RUN = """
 import importlib.util, os, sys
-from tinycdaae.datasets import load_dataset, split_for_training
+from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
 from tinycdaae.training import Trainer, TrainConfig

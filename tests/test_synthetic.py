@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tinycdaae import synthetic as syn
-from tinycdaae.labels import AUS, EMOTIONS
-from tinycdaae.pairs import split
+from tinycdaae.data import synthetic as syn
+from tinycdaae.data.labels import AUS, EMOTIONS
+from tinycdaae.data.pairs import split
 
 N_PEOPLE = 12
 

@@ -10,13 +10,13 @@ intact (a rename within one file system is atomic).
 import json
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
 from . import backend
+from .files import atomic_write
 from .model import CDAAE, ModelConfig
 from .objective import Objective, ObjectiveConfig
 
@@ -58,30 +58,6 @@ def save(path, objective, extra=None):
             "extra": extra or {}}
     arrays["meta_json"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path, write):
-    """write(file object) into a temporary file beside `path`, flushed to disk, then renamed over
-    `path`: a crash or Ctrl-C at any moment leaves either the old file or the new one, never half
-    of one, and no temporary file behind. (Also used for the aligned-face caches, prepare.py.)"""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only (0600); a checkpoint is an ordinary
-        # output file, so give it the permissions open() would: 0666 minus the user's umask.
-        # (os.umask can only be read by setting it; it is set straight back.)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)                     # atomic: the old file stays until this line
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read(path, arrays=True):

@@ -26,8 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import backend
-from .layers import (Conv2d, ConvTranspose2d, Dense, Flatten, LeakyReLU, Reshape, Sequential, Tanh,
-                     concat, split_grad)
+from .layers import Conv2d, ConvTranspose2d, Dense, Flatten, LeakyReLU, Reshape, Sequential, Tanh, concat, split_grad
 
 SKIPS = ("n1", "n2", "n3", "none")
 CUT_POSITION = {"n1": 1, "n2": 2, "n3": 3, "none": 2}   # number of encoder convs in E1

@@ -1,6 +1,6 @@
 """Training recipes: the optimisation settings that decide whether the adversarial game settles.
 
-    from tinycdaae.recipes import RECIPES, recipe_configs
+    from .recipes import RECIPES, recipe_configs
     objective_config, train_options = recipe_configs("stable", prior_seed=...)
 
 "paper" is Zhou & Shi's recipe exactly: Adam (β1 = 0.9) at 1e-3 for E and G and 1e-4 for both

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DatasetError, MissingExtraError
+
 CROP = 32                 # output side in pixels (the paper's 32x32)
 ALIGN_VERSION = 2         # bump when anything here changes the crops: cached datasets are re-made
                           # (2: read_image applies EXIF orientation and converts CMYK properly)
@@ -49,17 +51,6 @@ TEMPLATE = np.array([
     [20.45, 22.15], [18.77, 23.66], [17.09, 24.28], [15.75, 24.43], [14.49, 24.34], [12.88, 23.77],
     [12.00, 22.38], [14.57, 22.12], [15.74, 22.15], [16.99, 22.04], [19.63, 22.23], [17.03, 22.52],
     [15.73, 22.67], [14.54, 22.54]], np.float64)
-
-
-class DatasetError(ValueError):
-    """The one error type for bad data: its message says what was wrong and what to do.
-
-    The command line prints str(err) and exits non-zero; no traceback reaches the user.
-    """
-
-
-class MissingExtraError(DatasetError, ImportError):
-    """dlib, its landmark model or ffmpeg is not installed (they come with the [data] extra)."""
 
 
 class UnreadableImageError(DatasetError):
@@ -111,6 +102,7 @@ def read_image(path):
 def _read_with_pillow(path):
     """(H, W, C) array, or None when Pillow does not recognise the format."""
     import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with warnings.catch_warnings():
@@ -152,6 +144,7 @@ def _wide_gray(pixels, mode, path):
 
 def _read_with_imageio(path):
     import warnings
+
     import imageio.v3 as iio
     try:
         with warnings.catch_warnings():   # imageio tries its plugins in turn; old ones warn

@@ -15,10 +15,10 @@ import re
 
 import numpy as np
 
-from tinycdaae.align import DatasetError, MissingExtraError
-from tinycdaae.labels import AUS
-from tinycdaae.pairs import random_partner_pairs
-from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
+from ..errors import DatasetError, MissingExtraError
+from .labels import AUS
+from .pairs import random_partner_pairs
+from .prepare import check_folds, faceset_from, prepare_and_keep, say
 
 VIDEO = re.compile(r"LeftVideoSN(\d+)_comp\.avi", re.IGNORECASE)
 LABEL = re.compile(r"SN(\d+)_au(\d+)\.txt", re.IGNORECASE)

@@ -12,8 +12,8 @@ Bad input raises align.DatasetError (a ValueError) whose message says what is wr
 """
 import numpy as np
 
-from tinycdaae.align import DatasetError
-from tinycdaae.pairs import split
+from ..errors import DatasetError
+from .pairs import split
 
 DATASETS = ("synthetic", "rafd", "disfa", "folder", "london")
 BUILT_IN = ("synthetic", "london")   # shipped with the package: no --data-dir
@@ -26,7 +26,7 @@ def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, pro
     workers: processes for the alignment (None: all cores); seed: the synthetic people, and
     DISFA's and the folder's pair sampling. `options` go to the synthetic set."""
     if name == "synthetic":
-        from tinycdaae.synthetic import au_faceset, emotion_faceset
+        from .synthetic import au_faceset, emotion_faceset
         kind = options.pop("kind", "emotion")
         return (emotion_faceset if kind == "emotion" else au_faceset)(seed=seed, **options)
     if name not in DATASETS:
@@ -40,17 +40,17 @@ def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, pro
         if data_dir is not None:
             raise DatasetError("--dataset london is built in (its photos ship with the package); "
                                "leave out --data-dir, or use --dataset folder --data-dir PATH for your own photos")
-        from tinycdaae.folder import load_london
+        from .folder import load_london
         return load_london(seed=seed, **common)
     if data_dir is None:
         raise DatasetError(f"--dataset {name} needs --data-dir PATH (where your copy of it lives)")
     if name == "rafd":
-        from tinycdaae.rafd import load_rafd
+        from .rafd import load_rafd
         return load_rafd(data_dir, **common)
     if name == "disfa":
-        from tinycdaae.disfa import load_disfa
+        from .disfa import load_disfa
         return load_disfa(data_dir, seed=seed, **common)
-    from tinycdaae.folder import load_folder
+    from .folder import load_folder
     return load_folder(data_dir, seed=seed, **common)
 
 
@@ -61,7 +61,7 @@ def split_for_training(faceset, fold=0, k=4, seed=0):
     except ValueError as err:  # too few subjects, or a fold number out of range
         raise DatasetError(str(err)) from None
     if faceset.meta.get("pairing") == "disfa_sampled":
-        from tinycdaae.disfa import disfa_sample_pairs
+        from .disfa import disfa_sample_pairs
         rng = np.random.default_rng([seed, fold])
         train, test = disfa_sample_pairs(train, rng), disfa_sample_pairs(test, rng)
     return train, test

@@ -24,9 +24,9 @@ import stat
 
 import numpy as np
 
-from tinycdaae.align import DatasetError
-from tinycdaae.labels import AUS, EMOTIONS, one_hot
-from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
+from ..errors import DatasetError
+from .labels import AUS, EMOTIONS, one_hot
+from .prepare import check_folds, faceset_from, prepare_and_keep, say
 
 FOLDER_HELP = """\
 The 'folder' dataset is your own photos plus a CSV file that labels them. Expected layout:
@@ -212,7 +212,7 @@ def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, 
 # The built-in real dataset: 78 people of the Face Research Lab London Set (DeBruine & Jones 2017,
 # CC BY 4.0), neutral and smiling, shipped as package data with their attribution in
 # assets/london/README.md. Found beside this file, so an installed package finds its own copy.
-LONDON_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "london")
+LONDON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "london")
 
 
 def load_london(cache_dir=None, folds=4, workers=None, progress=True, seed=0):

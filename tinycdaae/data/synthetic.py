@@ -19,14 +19,14 @@ to +VIEW (bottom), VIEW = 0.8, so one output pixel is 1.6/32 = 0.05 units and a 
 about 0.5) fills most of the frame, like an aligned face crop. "Left"/"right" always mean the
 image's left/right.
 
-    python -m tinycdaae.synthetic --out docs/synthetic_faces.png     # contact sheet
+    python -m tinycdaae.data.synthetic --out docs/synthetic_faces.png     # contact sheet
     python scripts/bench_synthetic.py 10000                          # render speed
 """
 import argparse
 
 import numpy as np
 
-from .grids import save_png, tile
+from ..grids import save_png, tile
 from .labels import AUS, EMOTIONS, GAZES
 from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
@@ -730,7 +730,7 @@ def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tinycdaae.synthetic",
+        prog="python -m tinycdaae.data.synthetic",
         description="Write a contact sheet of the built-in synthetic faces (identities x the 8 "
                     "emotions, then a sweep of each of the 12 AUs from 0 to 1). "
                     "To time the renderer: python scripts/bench_synthetic.py")

@@ -11,9 +11,9 @@ import re
 
 import numpy as np
 
-from tinycdaae.align import DatasetError
-from tinycdaae.labels import EMOTIONS, GAZES, one_hot
-from tinycdaae.prepare import check_folds, faceset_from, prepare_and_keep, say
+from ..errors import DatasetError
+from .labels import EMOTIONS, GAZES, one_hot
+from .prepare import check_folds, faceset_from, prepare_and_keep, say
 
 FRONTAL = "090"
 NAME = re.compile(r"Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>[A-Za-z]+)"

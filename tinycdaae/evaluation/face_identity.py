@@ -20,7 +20,8 @@ import importlib.util
 
 import numpy as np
 
-from tinycdaae.align import MissingExtraError, model_file
+from ..data.align import model_file
+from ..errors import MissingExtraError
 
 CHIP = 150              # dlib's chip side (get_face_chip's default size)
 CHIP_PADDING = 0.25     # and its default padding, which the network was trained with
@@ -107,7 +108,8 @@ def measure_chip_transform(photos):
     dlib's get_face_chip(…, CHIP, CHIP_PADDING) puts each photo's 68 landmarks, averaged, fitted
     (align.similarity_transform) from align.TEMPLATE. How CHIP_FROM_CROP was made."""
     import dlib
-    from tinycdaae.align import TEMPLATE, _dlib_models, similarity_transform
+
+    from ..data.align import TEMPLATE, _dlib_models, similarity_transform
     detector, predictor = _dlib_models()
     in_chip = []
     for rgb in photos:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinycdaae.align import (ALIGN_VERSION, CROP, DatasetError, NoFaceError, UnreadableImageError,
-                             align_face, read_image, uint8_to_network)
-from tinycdaae.checkpoint import atomic_write
-from tinycdaae.pairs import FaceSet, pairs_within_groups, random_partner_pairs
+from ..errors import DatasetError
+from ..files import atomic_write
+from .align import ALIGN_VERSION, CROP, NoFaceError, UnreadableImageError, align_face, read_image, uint8_to_network
+from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 IMAGES_PER_JOB = 32   # images handed to a worker at a time: big enough to hide the pool's overhead
 # Video frames per job. A job decodes its video from the start (see _align_video), ~6 ms per
