@@ -278,280 +278,347 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
     return out
 
 
-def _draw(grid, p, aus, gaze, smirk):
-    """Paint a chunk of faces on a supersampled canvas (m, 3, H, W) with values in [0, 1]."""
-    m, aa = len(aus), grid.step
-    a = {name: _col(aus[:, i]) for i, name in enumerate(AUS)}          # each (m, 1, 1)
-    ones = np.ones(m, np.float32)
-    X, Y = grid.x, grid.y
+class _Face:
+    """One chunk of faces being drawn: the canvas, the identity parameters `p`, the AU columns `a`
+    (each (m, 1, 1)) and the geometry several parts share, computed once. The parts below paint
+    onto `canvas` in _PARTS order (later parts cover earlier ones)."""
 
-    # Background: vertical gradient from bg_top to bg_bottom.             canvas (m, 3, H, W)
-    t = (Y + 1) / 2                                                       # (1, H, 1)
-    canvas = (p["bg_top"][:, :, None, None] * (1 - t[:, None])
-              + p["bg_bottom"][:, :, None, None] * t[:, None]).astype(np.float32)
-    canvas = np.ascontiguousarray(np.broadcast_to(canvas, (m, 3, grid.side, grid.side)))
+    def __init__(self, grid, p, aus, gaze, smirk):
+        self.grid, self.p, self.gaze, self.smirk = grid, p, gaze, smirk
+        self.m, self.aa = len(aus), grid.step
+        self.a = a = {name: _col(aus[:, i]) for i, name in enumerate(AUS)}   # each (m, 1, 1)
+        self.ones = np.ones(self.m, np.float32)
+        self.hw, self.hh, self.hcy = p["head_w"], p["head_h"], p["head_cy"]
+        self.skin, self.hair = p["skin"], p["hair"]
+        self.style = p["hair_style"]
+        self.vol = np.where(self.style == 0, 0.015, p["hair_volume"]).astype(np.float32)
+        self.ey = self.hcy + p["eye_y"]                                     # eye line, (m,)
+        self.brow_y = self.ey - p["brow_gap"]
+        # AU26 jaw drop moves the chin down by up to 0.12 (see _head).
+        self.chin_drop = 0.12 * aus[:, _AU["AU26"]]
+        self.head_low = self.hh + self.chin_drop                            # chin below centre (m,)
+        self.mouth_y = self.ey + p["nose_len"] + p["mouth_gap"]             # neutral mouth line (m,)
+        self.nose_tip = self.ey + p["nose_len"]
+        self._mouth_geometry(p, a, smirk)
+        self.canvas = self._background(p)
 
-    hw, hh, hcy = p["head_w"], p["head_h"], p["head_cy"]
-    skin, hair = p["skin"], p["hair"]
-    style = p["hair_style"]
-    vol = np.where(style == 0, 0.015, p["hair_volume"]).astype(np.float32)
+    def _mouth_geometry(self, p, a, smirk):
+        """Shared by the folds, chin and lips. Per side (image left 0, right 1): corner height
+        moves up with AU12 (and the one-sided smirk), down with AU15; width grows with AU12 and
+        AU20 (stretch) and shrinks when the jaw drops into an "O" (AU26)."""
+        self.au12 = au12 = np.stack([a["AU12"], np.clip(a["AU12"] + _col(smirk), 0, 1)])  # (2, m, 1, 1)
+        self.my = my = _col(self.mouth_y) - 0.035 * a["AU17"] - 0.02 * a["AU9"]   # centre of the mouth
+        self.corner_y = my - 0.15 * au12 + 0.14 * a["AU15"] + 0.04 * a["AU20"]     # (2, m, 1, 1)
+        self.half_w = _col(p["mouth_w"]) * (1 + 0.25 * au12 + 0.5 * a["AU20"]
+                                            - 0.25 * a["AU26"] * (1 - a["AU20"]))  # (2, m, 1, 1)
+        self.gap = 0.06 * a["AU25"] + 0.15 * a["AU26"]                     # lips apart (m, 1, 1)
+        self.lip_up = _col(p["lip_up"]) * (1 - 0.4 * a["AU20"])
+        self.lip_low = _col(p["lip_low"]) * (1 - 0.35 * a["AU20"] + 0.35 * a["AU17"])
+        self.max_w = float(np.max(self.half_w)) + 0.05
 
-    # Long hair / bob behind the head: hair ellipse plus a curtain down to the chin (bob) or
-    # the bottom of the image (long).
+    def _background(self, p):
+        """A vertical gradient from bg_top to bg_bottom: canvas (m, 3, H, W)."""
+        t = (self.grid.y + 1) / 2                                           # (1, H, 1)
+        canvas = (p["bg_top"][:, :, None, None] * (1 - t[:, None])
+                  + p["bg_bottom"][:, :, None, None] * t[:, None]).astype(np.float32)
+        return np.ascontiguousarray(np.broadcast_to(canvas, (self.m, 3, self.grid.side, self.grid.side)))
+
+    def window(self, y0, y1, x0, x1):
+        """(win, x, y): the grid window holding [y0, y1] x [x0, x1] and its coordinates."""
+        win = self.grid.window(y0, y1, x0, x1)
+        return win, self.grid.x[..., win[1]], self.grid.y[:, win[0]]
+
+    def paint(self, win, alpha, colour):
+        _paint(self.canvas, win, alpha, colour)
+
+
+def _hair_behind(f):
+    """Long hair / bob behind the head: hair ellipse plus a curtain down to the chin (bob) or the
+    bottom of the image (long)."""
+    hw, hh, hcy, vol, style = f.hw, f.hh, f.hcy, f.vol, f.style
     hair_bottom = np.where(style == 3, 1.05, hcy + hh * 0.75).astype(np.float32)
-    win = grid.window(hcy - hh - vol, np.maximum(hair_bottom, hcy + hh + vol), -hw - vol, hw + vol)
-    x, y = X[..., win[1]], Y[:, win[0]]
+    win, x, y = f.window(hcy - hh - vol, np.maximum(hair_bottom, hcy + hh + vol), -hw - vol, hw + vol)
     sd_cap = _ellipse_sd(x, y, 0, _col(hcy), _col(hw + vol), _col(hh + vol))
     sd_curtain = np.maximum(np.abs(x) - _col(hw + vol),                # a box from the head's
                             np.maximum(y - _col(hair_bottom), _col(hcy) - y))   # middle down
-    _paint(canvas, win, _cov(np.minimum(sd_cap, sd_curtain), aa) * _col(style >= 2), hair)
+    f.paint(win, _cov(np.minimum(sd_cap, sd_curtain), f.aa) * _col(style >= 2), f.hair)
 
-    # Neck, then the shoulders (shirt) over its lower end like a collar.
-    neck_w = 0.5 * hw
-    win = grid.window(hcy, 1.0 * ones, -neck_w, neck_w)
-    x, y = X[..., win[1]], Y[:, win[0]]
-    sd = np.maximum(np.abs(x) - _col(neck_w), _col(hcy) - y)
-    _paint(canvas, win, _cov(sd, aa), skin * 0.82)
-    win = grid.window(0.6 * ones, 1.0 * ones, -1 * ones, 1 * ones)
-    x, y = X[..., win[1]], Y[:, win[0]]
-    _paint(canvas, win, _cov(_ellipse_sd(x, y, 0, 1.12, 0.85, 0.42), aa), p["shirt"])
 
-    # Ears: small ellipses at the head's sides, level with the eyes.
-    ey = hcy + p["eye_y"]                                                # eye line, (m,)
+def _neck_and_shoulders(f):
+    """The neck, then the shoulders (shirt) over its lower end like a collar."""
+    neck_w = 0.5 * f.hw
+    win, x, y = f.window(f.hcy, 1.0 * f.ones, -neck_w, neck_w)
+    sd = np.maximum(np.abs(x) - _col(neck_w), _col(f.hcy) - y)
+    f.paint(win, _cov(sd, f.aa), f.skin * 0.82)
+    win, x, y = f.window(0.6 * f.ones, 1.0 * f.ones, -1 * f.ones, 1 * f.ones)
+    f.paint(win, _cov(_ellipse_sd(x, y, 0, 1.12, 0.85, 0.42), f.aa), f.p["shirt"])
+
+
+def _ears(f):
+    """Small ellipses at the head's sides, level with the eyes."""
+    ey, ear = f.ey, f.p["ear"]
     for side in (-1, 1):
-        ex = side * hw * 0.97
-        win = grid.window(ey - 0.2, ey + 0.25, ex - 0.12, ex + 0.12)
-        x, y = X[..., win[1]], Y[:, win[0]]
-        sd = _ellipse_sd(x, y, _col(ex), _col(ey + 0.04), _col(p["ear"]), _col(p["ear"] * 1.7))
-        _paint(canvas, win, _cov(sd, aa), skin * 0.9)
+        ex = side * f.hw * 0.97
+        win, x, y = f.window(ey - 0.2, ey + 0.25, ex - 0.12, ex + 0.12)
+        sd = _ellipse_sd(x, y, _col(ex), _col(ey + 0.04), _col(ear), _col(ear * 1.7))
+        f.paint(win, _cov(sd, f.aa), f.skin * 0.9)
 
-    # Head: an ellipse whose lower half narrows toward the chin (jaw). AU26 jaw drop moves the
-    # chin down by up to 0.12: below the mouth line (the hinge) y is squeezed linearly so the
-    # outline reaches hh + drop instead of hh, and nothing above the hinge moves.
-    chin_drop = 0.12 * aus[:, _AU["AU26"]]
-    head_low = hh + chin_drop                                             # chin below centre (m,)
+
+def _head(f):
+    """An ellipse whose lower half narrows toward the chin (jaw). AU26 jaw drop moves the chin
+    down: below the mouth line (the hinge) y is squeezed linearly so the outline reaches
+    hh + drop instead of hh, and nothing above the hinge moves. Keeps the head's coverage
+    (f.head_alpha on f.head_win) for the parts drawn inside it."""
+    p, hh, hcy, head_low = f.p, f.hh, f.hcy, f.head_low
     hinge = p["eye_y"] + p["nose_len"] + p["mouth_gap"]                   # mouth line - hcy (m,)
-    win = grid.window(hcy - hh, hcy + head_low, -hw, hw)
-    x, y = X[..., win[1]], Y[:, win[0]]
+    win, x, y = f.window(hcy - hh, hcy + head_low, -f.hw, f.hw)
     dy = y - _col(hcy)
     squeeze = _col((hh - hinge) / (head_low - hinge))                     # 1 when the jaw is closed
     v = np.where(dy > _col(hinge), _col(hinge) + (dy - _col(hinge)) * squeeze, dy) / _col(hh)
-    width = _col(hw) * (1 - _col(p["jaw"]) * np.square(np.clip(v, 0, 1)))
+    width = _col(f.hw) * (1 - _col(p["jaw"]) * np.square(np.clip(v, 0, 1)))
     k = np.sqrt(np.square(x / width) + np.square(v))
-    head_alpha = _cov((k - 1) * np.minimum(width, _col(hh)), aa)         # (m, h, w)
-    head_win = win
-    _paint(canvas, win, head_alpha, skin)
+    f.head_alpha = _cov((k - 1) * np.minimum(width, _col(hh)), f.aa)     # (m, h, w)
+    f.head_win = win
+    f.paint(win, f.head_alpha, f.skin)
 
-    # Forehead wrinkles (AU1 centre, AU2 sides): two horizontal lines above the brows, drawn
-    # before the hair so that a fringe covers them.
-    brow_y = ey - p["brow_gap"]
-    win = grid.window(brow_y - 0.22, brow_y - 0.08, -0.34 * ones, 0.34 * ones)
-    x, y = X[..., win[1]], Y[:, win[0]]
+
+def _forehead_wrinkles(f):
+    """AU1 (centre) and AU2 (sides): two horizontal lines above the brows, drawn before the hair
+    so that a fringe covers them."""
+    a, brow_y = f.a, f.brow_y
+    win, x, y = f.window(brow_y - 0.22, brow_y - 0.08, -0.34 * f.ones, 0.34 * f.ones)
     lateral = np.clip(np.abs(x) / 0.3, 0, 1)                             # 0 centre .. 1 sides
     strength = np.clip(1.2 * (a["AU1"] * (1 - lateral) + a["AU2"] * lateral), 0, 0.9)
     for offset in (0.12, 0.18):
         sd = np.maximum(np.abs(y - _col(brow_y - offset) - 0.25 * np.square(x)) - 0.017,
                         np.abs(x) - 0.3)
-        _paint(canvas, win, _cov(sd, aa) * strength, skin * CREASE)
+        f.paint(win, _cov(sd, f.aa) * strength, f.skin * CREASE)
 
-    # Hair on top: inside a slightly larger ellipse and above a hairline that drops at the temples.
-    win = grid.window(hcy - hh - vol, hcy + 0.2, -hw - vol, hw + vol)
-    x, y = X[..., win[1]], Y[:, win[0]]
+
+def _hair_on_top(f):
+    """Inside a slightly larger ellipse and above a hairline that drops at the temples."""
+    hw, hh, hcy, vol, hair = f.hw, f.hh, f.hcy, f.vol, f.hair
+    win, x, y = f.window(hcy - hh - vol, hcy + 0.2, -hw - vol, hw + vol)
     sd_cap = _ellipse_sd(x, y, 0, _col(hcy), _col(hw + vol), _col(hh + vol))
-    hairline = _col(hcy - hh + hh * p["hairline"]) + 0.45 * np.square(np.square(x / _col(hw)))
-    hairline = np.minimum(hairline, _col(brow_y - 0.2))    # clear of raised brows and wrinkles
-    top_colour = np.where((style == 0)[:, None], 0.55 * hair + 0.45 * skin, hair)
-    _paint(canvas, win, _cov(np.maximum(sd_cap, y - hairline), aa), top_colour)
+    hairline = _col(hcy - hh + hh * f.p["hairline"]) + 0.45 * np.square(np.square(x / _col(hw)))
+    hairline = np.minimum(hairline, _col(f.brow_y - 0.2))    # clear of raised brows and wrinkles
+    top_colour = np.where((f.style == 0)[:, None], 0.55 * hair + 0.45 * f.skin, hair)
+    f.paint(win, _cov(np.maximum(sd_cap, y - hairline), f.aa), top_colour)
 
-    # Beard (drawn before the mouth, which sits on top of it).
-    beard = p["beard"]
-    mouth_y = ey + p["nose_len"] + p["mouth_gap"]                        # neutral mouth line (m,)
-    if (beard > 0).any():
-        win = head_win                                    # the beard lives inside the head
-        x, y = X[..., win[1]], Y[:, win[0]]
-        inside_head = head_alpha
-        full = inside_head * _cov(_col(mouth_y - 0.09) - y, aa) * _col(beard == 1)
-        moustache = _cov(_ellipse_sd(x, y, 0, _col(mouth_y - 0.07), _col(p["mouth_w"] * 1.15),
-                                     0.04), aa) * _col(beard == 2)
-        goatee = inside_head * _cov(_ellipse_sd(x, y, 0, _col(hcy + head_low - 0.06), 0.13,
-                                                _col(0.1 + chin_drop)), aa) * _col(beard == 3)
-        _paint(canvas, win, np.maximum(full, np.maximum(moustache, goatee)), hair * 0.9)
 
-    # Cheeks (AU6 cheek raiser): rounded, raised, reddened cheeks below the eyes.
+def _beard(f):
+    """Full beard, moustache or goatee (drawn before the mouth, which sits on top of it)."""
+    p, beard, aa, mouth_y = f.p, f.p["beard"], f.aa, f.mouth_y
+    if not (beard > 0).any():
+        return
+    win = f.head_win                                      # the beard lives inside the head
+    x, y = f.grid.x[..., win[1]], f.grid.y[:, win[0]]
+    inside_head = f.head_alpha
+    full = inside_head * _cov(_col(mouth_y - 0.09) - y, aa) * _col(beard == 1)
+    moustache = _cov(_ellipse_sd(x, y, 0, _col(mouth_y - 0.07), _col(p["mouth_w"] * 1.15),
+                                 0.04), aa) * _col(beard == 2)
+    goatee = inside_head * _cov(_ellipse_sd(x, y, 0, _col(f.hcy + f.head_low - 0.06), 0.13,
+                                            _col(0.1 + f.chin_drop)), aa) * _col(beard == 3)
+    f.paint(win, np.maximum(full, np.maximum(moustache, goatee)), f.hair * 0.9)
+
+
+def _cheeks(f):
+    """AU6 cheek raiser: rounded, raised, reddened cheeks below the eyes."""
+    a, ey = f.a, f.ey
     for side in (-1, 1):
-        cx = side * (p["eye_dx"] + 0.03)
-        win = grid.window(ey + 0.02, ey + 0.35, cx - 0.2, cx + 0.2)
-        x, y = X[..., win[1]], Y[:, win[0]]
+        cx = side * (f.p["eye_dx"] + 0.03)
+        win, x, y = f.window(ey + 0.02, ey + 0.35, cx - 0.2, cx + 0.2)
         sd = _ellipse_sd(x, y, _col(cx), _col(ey + 0.20) - 0.06 * a["AU6"],
                          0.11 + 0.04 * a["AU6"], 0.07 + 0.02 * a["AU6"])
-        _paint(canvas, win, _cov(sd, aa) * 0.75 * a["AU6"], skin * np.array([1.0, 0.62, 0.62]))
+        f.paint(win, _cov(sd, f.aa) * 0.75 * a["AU6"], f.skin * np.array([1.0, 0.62, 0.62]))
 
-    # Mouth geometry shared by the folds, chin and lips. Per side (image left 0, right 1):
-    # corner height moves up with AU12 (and the one-sided smirk), down with AU15; width grows
-    # with AU12 and AU20 (stretch) and shrinks when the jaw drops into an "O" (AU26).
-    au12 = np.stack([a["AU12"], np.clip(a["AU12"] + _col(smirk), 0, 1)])  # (2, m, 1, 1)
-    my = _col(mouth_y) - 0.035 * a["AU17"] - 0.02 * a["AU9"]             # centre of the mouth
-    corner_y = my - 0.15 * au12 + 0.14 * a["AU15"] + 0.04 * a["AU20"]    # (2, m, 1, 1)
-    half_w = _col(p["mouth_w"]) * (1 + 0.25 * au12 + 0.5 * a["AU20"]
-                                   - 0.25 * a["AU26"] * (1 - a["AU20"]))  # (2, m, 1, 1)
-    gap = 0.06 * a["AU25"] + 0.15 * a["AU26"]                            # lips apart (m, 1, 1)
-    lip_up = _col(p["lip_up"]) * (1 - 0.4 * a["AU20"])
-    lip_low = _col(p["lip_low"]) * (1 - 0.35 * a["AU20"] + 0.35 * a["AU17"])
-    max_w = float(np.max(half_w)) + 0.05
 
-    # Nasolabial folds (AU12 mostly, AU9 a little): lines from the nose wings to the corners.
-    nose_tip = ey + p["nose_len"]
+def _nasolabial_folds(f):
+    """AU12 mostly, AU9 a little: lines from the nose wings to the mouth corners."""
+    a, corner_y, half_w, nose_tip, max_w = f.a, f.corner_y, f.half_w, f.nose_tip, f.max_w
     lowest_corner = corner_y.max(axis=0).ravel()                        # (m,)
-    win = grid.window(nose_tip - 0.08, lowest_corner + 0.05, -max_w - 0.1 * ones, max_w + 0.1 * ones)
-    x, y = X[..., win[1]], Y[:, win[0]]
+    win, x, y = f.window(nose_tip - 0.08, lowest_corner + 0.05, -max_w - 0.1 * f.ones, max_w + 0.1 * f.ones)
     for side, sign in ((0, -1), (1, 1)):
-        sd = _capsule_sd(x, y, sign * _col(p["nose_w"] + 0.05), _col(nose_tip - 0.04),
+        sd = _capsule_sd(x, y, sign * _col(f.p["nose_w"] + 0.05), _col(nose_tip - 0.04),
                          sign * (half_w[side] + 0.035), corner_y[side] + 0.01, 0.02)
-        _paint(canvas, win, _cov(sd, aa) * np.clip(0.9 * au12[side] + 0.5 * a["AU9"], 0, 0.9),
-               skin * CREASE)
+        f.paint(win, _cov(sd, f.aa) * np.clip(0.9 * f.au12[side] + 0.5 * a["AU9"], 0, 0.9),
+                f.skin * CREASE)
 
-    # Chin (AU17 chin raiser: a bulge and a crease under the lower lip; AU15: lines down from
-    # the corners), kept inside the head outline.
-    win, chin_head = grid.crop(head_alpha, head_win, mouth_y - 0.25, mouth_y + 0.45,
-                               -max_w - 0.05 * ones, max_w + 0.05 * ones)
-    x, y = X[..., win[1]], Y[:, win[0]]
-    lip_bottom = my + gap + lip_low                                       # (m, 1, 1)
+
+def _chin(f):
+    """AU17 chin raiser: a bulge and a crease under the lower lip; AU15: lines down from the
+    corners. Kept inside the head outline."""
+    a, aa, skin, mouth_y, max_w, corner_y, half_w = f.a, f.aa, f.skin, f.mouth_y, f.max_w, f.corner_y, f.half_w
+    win, chin_head = f.grid.crop(f.head_alpha, f.head_win, mouth_y - 0.25, mouth_y + 0.45,
+                                 -max_w - 0.05 * f.ones, max_w + 0.05 * f.ones)
+    x, y = f.grid.x[..., win[1]], f.grid.y[:, win[0]]
+    lip_bottom = f.my + f.gap + f.lip_low                                 # (m, 1, 1)
     sd = _ellipse_sd(x, y, 0, lip_bottom + 0.09, 0.11, 0.045)
-    _paint(canvas, win, _cov(sd, aa) * chin_head * 0.7 * a["AU17"], skin * 0.78)
+    f.paint(win, _cov(sd, aa) * chin_head * 0.7 * a["AU17"], skin * 0.78)
     sd = np.abs(y - lip_bottom - 0.035 + 0.5 * np.square(x)) - 0.014
     sd = np.maximum(sd, np.abs(x) - 0.09)
-    _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU17"], skin * CREASE)
+    f.paint(win, _cov(sd, aa) * chin_head * 0.8 * a["AU17"], skin * CREASE)
     for side, sign in ((0, -1), (1, 1)):
         sd = _capsule_sd(x, y, sign * half_w[side], corner_y[side] + 0.02,
                          sign * (half_w[side] + 0.02), corner_y[side] + 0.13, 0.017)
-        _paint(canvas, win, _cov(sd, aa) * chin_head * 0.8 * a["AU15"], skin * CREASE)
+        f.paint(win, _cov(sd, aa) * chin_head * 0.8 * a["AU15"], skin * CREASE)
 
-    # Nose: a shaded tip, a side shadow and two nostrils that lift and flare with AU9, plus
-    # AU9's wrinkles across the bridge.
-    nw = p["nose_w"]
-    win = grid.window(ey, nose_tip + 0.08, -nw - 0.1, nw + 0.1)
-    x, y = X[..., win[1]], Y[:, win[0]]
+
+def _nose(f):
+    """A shaded tip, a side shadow and two nostrils that lift and flare with AU9, plus AU9's
+    wrinkles across the bridge."""
+    a, aa, skin, ey, nose_tip, nw = f.a, f.aa, f.skin, f.ey, f.nose_tip, f.p["nose_w"]
+    win, x, y = f.window(ey, nose_tip + 0.08, -nw - 0.1, nw + 0.1)
     lift = 0.04 * a["AU9"]
     sd = _ellipse_sd(x, y, 0, _col(nose_tip - 0.02) - lift, _col(nw), 0.05)
-    _paint(canvas, win, _cov(sd, aa) * 0.55, skin * 0.86)
+    f.paint(win, _cov(sd, aa) * 0.55, skin * 0.86)
     sd = _capsule_sd(x, y, -0.3 * _col(nw), _col(ey + 0.06),                # side shadow
                      -0.75 * _col(nw), _col(nose_tip - 0.05), 0.018)
-    _paint(canvas, win, _cov(sd, aa) * 0.45, skin * 0.75)
+    f.paint(win, _cov(sd, aa) * 0.45, skin * 0.75)
     for sign in (-1, 1):
         sd = _ellipse_sd(x, y, sign * 0.55 * _col(nw) * (1 + 0.3 * a["AU9"]), _col(nose_tip) - lift,
                          0.024 + 0.012 * a["AU9"], 0.016)
-        _paint(canvas, win, _cov(sd, aa) * 0.85, skin * 0.3)
+        f.paint(win, _cov(sd, aa) * 0.85, skin * 0.3)
     for k in range(3):
         sd = np.maximum(np.abs(y - _col(ey + 0.03 + 0.04 * k) + 0.6 * np.square(x)) - 0.012,
                         np.abs(x) - 0.075)
-        _paint(canvas, win, _cov(sd, aa) * 0.9 * a["AU9"], skin * CREASE)
+        f.paint(win, _cov(sd, aa) * 0.9 * a["AU9"], skin * CREASE)
 
-    # Eyes: almond between an upper and a lower lid curve. AU5 raises the upper lid (white shows
-    # above the iris); AU4, AU9 and AU6 narrow the eye; AU6 pushes the lower lid up.
+
+def _eyes(f):
+    """Almond between an upper and a lower lid curve. AU5 raises the upper lid (white shows above
+    the iris); AU4, AU9 and AU6 narrow the eye; AU6 pushes the lower lid up."""
+    p, a = f.p, f.a
     open_up = _col(p["eye_h"]) * np.clip(1 + 1.0 * a["AU5"] - 0.35 * a["AU4"] - 0.3 * a["AU9"]
                                          - 0.2 * a["AU6"], 0.15, 3)
     open_low = _col(p["eye_h"]) * 0.8 * np.clip(1 - 0.6 * a["AU6"] - 0.25 * a["AU9"]
                                                 - 0.15 * a["AU4"] + 0.2 * a["AU5"], 0.1, 3)
-    ew, ir = _col(p["eye_w"]), _col(p["iris_r"])
-    gaze_dx = np.array([0.0, -1.0, 1.0], np.float32)[gaze]               # (m,)
+    gaze_dx = np.array([0.0, -1.0, 1.0], np.float32)[f.gaze]             # (m,)
     for sign in (-1, 1):
-        ex = sign * p["eye_dx"]
-        win = grid.window(ey - 0.18, ey + 0.14, ex - p["eye_w"] - 0.08, ex + p["eye_w"] + 0.08)
-        x, y = X[..., win[1]], Y[:, win[0]]
-        s = (x - _col(ex)) / ew
-        f = np.clip(1 - np.square(s), 0, 1)
-        upper, lower = _col(ey) - open_up * f, _col(ey) + open_low * f   # lid curves (m, 1, w)
-        eye = (_cov(np.abs(x - _col(ex)) - ew, aa) * _cov(upper - y, aa) * _cov(y - lower, aa))
-        _paint(canvas, win, eye, (0.96, 0.95, 0.93))
-        icx = _col(ex + gaze_dx * 0.55 * (p["eye_w"] - p["iris_r"]))
-        icy = _col(ey) + 0.15 * open_up - 0.15 * open_low
-        r = np.sqrt(np.square(x - icx) + np.square(y - icy))
-        _paint(canvas, win, eye * _cov(r - ir, aa), p["iris"])
-        _paint(canvas, win, eye * _cov(r - 0.45 * ir, aa), (0.03, 0.03, 0.03))
-        lid = np.maximum(np.abs(y - upper + 0.012) - 0.02, np.abs(x - _col(ex)) - ew * 1.05)
-        _paint(canvas, win, _cov(lid, aa), (0.1, 0.07, 0.06))
-        # AU6 crow's feet: two short lines at the outer corner.
-        ox = _col(ex + sign * (p["eye_w"] + 0.03))
-        for dy in (-0.03, 0.03):
-            sd = _capsule_sd(x, y, ox, _col(ey), ox + sign * 0.05, _col(ey) + 1.5 * dy, 0.012)
-            _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU6"], skin * CREASE)
+        _eye(f, sign * p["eye_dx"], sign, open_up, open_low, gaze_dx)
 
-    # Brows: thick bands from an inner to an outer end. AU1 raises the inner end, AU2 the outer
-    # end, AU4 pulls both down and the inner ends together (plus vertical frown lines).
-    brow_colour = np.minimum(hair * 0.5 + 0.04, skin * 0.5)   # always darker than the skin
-    thick = _col(p["brow_thick"]) * (1 + 0.2 * a["AU4"])
+
+def _eye(f, ex, sign, open_up, open_low, gaze_dx):
+    """One eye centred at ex (m,): white, iris, pupil, the upper lid's line, AU6's crow's feet."""
+    p, aa, ey = f.p, f.aa, f.ey
+    ew, ir = _col(p["eye_w"]), _col(p["iris_r"])
+    win, x, y = f.window(ey - 0.18, ey + 0.14, ex - p["eye_w"] - 0.08, ex + p["eye_w"] + 0.08)
+    s = (x - _col(ex)) / ew
+    bulge = np.clip(1 - np.square(s), 0, 1)
+    upper, lower = _col(ey) - open_up * bulge, _col(ey) + open_low * bulge   # lid curves (m, 1, w)
+    eye = (_cov(np.abs(x - _col(ex)) - ew, aa) * _cov(upper - y, aa) * _cov(y - lower, aa))
+    f.paint(win, eye, (0.96, 0.95, 0.93))
+    icx = _col(ex + gaze_dx * 0.55 * (p["eye_w"] - p["iris_r"]))
+    icy = _col(ey) + 0.15 * open_up - 0.15 * open_low
+    r = np.sqrt(np.square(x - icx) + np.square(y - icy))
+    f.paint(win, eye * _cov(r - ir, aa), p["iris"])
+    f.paint(win, eye * _cov(r - 0.45 * ir, aa), (0.03, 0.03, 0.03))
+    lid = np.maximum(np.abs(y - upper + 0.012) - 0.02, np.abs(x - _col(ex)) - ew * 1.05)
+    f.paint(win, _cov(lid, aa), (0.1, 0.07, 0.06))
+    ox = _col(ex + sign * (p["eye_w"] + 0.03))                           # AU6 crow's feet:
+    for dy in (-0.03, 0.03):                                             # two short lines
+        sd = _capsule_sd(x, y, ox, _col(ey), ox + sign * 0.05, _col(ey) + 1.5 * dy, 0.012)
+        f.paint(win, _cov(sd, aa) * 0.85 * f.a["AU6"], f.skin * CREASE)
+
+
+def _brows(f):
+    """Thick bands from an inner to an outer end. AU1 raises the inner end, AU2 the outer end,
+    AU4 pulls both down and the inner ends together (plus vertical frown lines)."""
+    brow_colour = np.minimum(f.hair * 0.5 + 0.04, f.skin * 0.5)   # always darker than the skin
+    thick = _col(f.p["brow_thick"]) * (1 + 0.2 * f.a["AU4"])
     for sign in (-1, 1):
-        inner_x = _col(sign * (p["eye_dx"] - 0.6 * p["eye_w"])) - sign * 0.04 * a["AU4"]
-        outer_x = _col(sign * (p["eye_dx"] + p["brow_len"] * p["eye_w"]))
-        inner_y = _col(brow_y + p["brow_tilt"]) - 0.11 * a["AU1"] + 0.08 * a["AU4"] + 0.03 * a["AU9"]
-        outer_y = _col(brow_y - p["brow_tilt"]) - 0.11 * a["AU2"] + 0.05 * a["AU4"]
-        near = p["eye_dx"] - 0.6 * p["eye_w"] - 0.1                      # |x| range of this brow
-        far = p["eye_dx"] + p["brow_len"] * p["eye_w"] + 0.05
-        win = grid.window(brow_y - 0.25, brow_y + 0.15, *((near, far) if sign > 0 else (-far, -near)))
-        x, y = X[..., win[1]], Y[:, win[0]]
-        length = np.abs(outer_x - inner_x)
-        t = (x - inner_x) / (outer_x - inner_x)                           # 0 inner .. 1 outer
-        tc = np.clip(t, 0, 1)
-        centre = inner_y + (outer_y - inner_y) * tc - _col(p["brow_arch"]) * 4 * tc * (1 - tc)
-        sd = np.maximum(np.abs(y - centre) - thick / 2 * (1 - 0.4 * np.square(2 * tc - 1)),
-                        (np.abs(t - 0.5) - 0.5) * length)
-        _paint(canvas, win, _cov(sd, aa), brow_colour)
-    win = grid.window(brow_y - 0.05, brow_y + 0.15, -0.1 * ones, 0.1 * ones)
-    x, y = X[..., win[1]], Y[:, win[0]]
+        _brow(f, sign, thick, brow_colour)
+    brow_y = f.brow_y
+    win, x, y = f.window(brow_y - 0.05, brow_y + 0.15, -0.1 * f.ones, 0.1 * f.ones)
     for sign in (-1, 1):
         sd = _capsule_sd(x, y, sign * 0.035, _col(brow_y + 0.02),
                          sign * 0.03, _col(brow_y + 0.1), 0.014)
-        _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU4"], skin * CREASE)
+        f.paint(win, _cov(sd, f.aa) * 0.85 * f.a["AU4"], f.skin * CREASE)
 
-    # Lips. s runs from -1 (left corner) to +1 (right corner); the mouth line bends from the
-    # centre `my` to each corner height as s^2. AU25/AU26 open a gap (dark inside, upper teeth).
-    win = grid.window(mouth_y - 0.25, mouth_y + 0.35, -max_w, max_w)
-    x, y = X[..., win[1]], Y[:, win[0]]
+
+def _brow(f, sign, thick, brow_colour):
+    """One brow: sign -1 on the image's left, +1 on its right."""
+    p, a, brow_y = f.p, f.a, f.brow_y
+    inner_x = _col(sign * (p["eye_dx"] - 0.6 * p["eye_w"])) - sign * 0.04 * a["AU4"]
+    outer_x = _col(sign * (p["eye_dx"] + p["brow_len"] * p["eye_w"]))
+    inner_y = _col(brow_y + p["brow_tilt"]) - 0.11 * a["AU1"] + 0.08 * a["AU4"] + 0.03 * a["AU9"]
+    outer_y = _col(brow_y - p["brow_tilt"]) - 0.11 * a["AU2"] + 0.05 * a["AU4"]
+    near = p["eye_dx"] - 0.6 * p["eye_w"] - 0.1                          # |x| range of this brow
+    far = p["eye_dx"] + p["brow_len"] * p["eye_w"] + 0.05
+    win, x, y = f.window(brow_y - 0.25, brow_y + 0.15, *((near, far) if sign > 0 else (-far, -near)))
+    length = np.abs(outer_x - inner_x)
+    t = (x - inner_x) / (outer_x - inner_x)                               # 0 inner .. 1 outer
+    tc = np.clip(t, 0, 1)
+    centre = inner_y + (outer_y - inner_y) * tc - _col(p["brow_arch"]) * 4 * tc * (1 - tc)
+    sd = np.maximum(np.abs(y - centre) - thick / 2 * (1 - 0.4 * np.square(2 * tc - 1)),
+                    (np.abs(t - 0.5) - 0.5) * length)
+    f.paint(win, _cov(sd, f.aa), brow_colour)
+
+
+def _lips(f):
+    """s runs from -1 (left corner) to +1 (right corner); the mouth line bends from the centre
+    `my` to each corner height as s^2. AU25/AU26 open a gap (dark inside, upper teeth)."""
+    aa, my, gap, half_w, corner_y = f.aa, f.my, f.gap, f.half_w, f.corner_y
+    win, x, y = f.window(f.mouth_y - 0.25, f.mouth_y + 0.35, -f.max_w, f.max_w)
     right = x >= 0                                                         # (1, 1, w)
     hw_side = np.where(right, half_w[1], half_w[0])                        # (m, 1, w)
     s = x / hw_side
-    f = np.clip(1 - np.square(s), 0, 1)
-    g = np.sqrt(f)                                                          # round profile
+    g = np.sqrt(np.clip(1 - np.square(s), 0, 1))                            # round profile
     mid = my + (np.where(right, corner_y[1], corner_y[0]) - my) * np.square(s)
     inner_top, inner_bottom = mid - 0.3 * gap * g, mid + 0.7 * gap * g
     in_x = _cov(np.abs(x) - hw_side, aa)
-    lips = in_x * _cov(inner_top - lip_up * (0.35 + 0.65 * g) - y, aa) \
-        * _cov(y - inner_bottom - lip_low * (0.35 + 0.65 * g), aa)
-    _paint(canvas, win, lips, p["lip"])
+    lips = in_x * _cov(inner_top - f.lip_up * (0.35 + 0.65 * g) - y, aa) \
+        * _cov(y - inner_bottom - f.lip_low * (0.35 + 0.65 * g), aa)
+    f.paint(win, lips, f.p["lip"])
     inside = in_x * _cov(inner_top - 0.016 - y, aa) * _cov(y - inner_bottom - 0.016, aa)
-    _paint(canvas, win, inside, (0.22, 0.04, 0.06))
+    f.paint(win, inside, (0.22, 0.04, 0.06))
     teeth_h = np.minimum(0.05, 0.6 * gap)
     teeth = inside * _cov(np.abs(s) - 0.8, aa / hw_side) * _cov(y - inner_top - teeth_h * g, aa) \
         * (gap > 0.015)
-    _paint(canvas, win, teeth, (0.95, 0.94, 0.88))
+    f.paint(win, teeth, (0.95, 0.94, 0.88))
     # Contempt's dimple (AU14-like) at the smirking right corner.
     sd = _capsule_sd(x, y, half_w[1] + 0.03, corner_y[1] - 0.04,
                      half_w[1] + 0.03, corner_y[1] + 0.03, 0.02)
-    _paint(canvas, win, _cov(sd, aa) * 0.9 * _col(smirk), skin * CREASE)
+    f.paint(win, _cov(sd, aa) * 0.9 * _col(f.smirk), f.skin * CREASE)
     # AU20's stretch folds: short lines running outward and down from both corners.
     for side, sign in ((0, -1), (1, 1)):
         sd = _capsule_sd(x, y, sign * (half_w[side] + 0.02), corner_y[side],
                          sign * (half_w[side] + 0.07), corner_y[side] + 0.05, 0.016)
-        _paint(canvas, win, _cov(sd, aa) * 0.85 * a["AU20"], skin * CREASE)
+        f.paint(win, _cov(sd, aa) * 0.85 * f.a["AU20"], f.skin * CREASE)
 
-    # Glasses: an oval frame round each eye (wide and low, so the brows stay visible above it)
-    # and a bridge, on top of everything expressive.
-    if (p["glasses"] > 0).any():
-        on = _col(p["glasses"])
-        lens_a, lens_b = 1.45 * p["eye_w"], p["eye_h"] + 0.055           # oval semi-axes (m,)
-        win = grid.window(ey - lens_b - 0.03, ey + lens_b + 0.03,
-                          -p["eye_dx"] - lens_a - 0.03, p["eye_dx"] + lens_a + 0.03)
-        x, y = X[..., win[1]], Y[:, win[0]]
-        frame = np.zeros(1, np.float32)
-        for sign in (-1, 1):
-            sd = _ellipse_sd(x, y, _col(sign * p["eye_dx"]), _col(ey + 0.01),
-                             _col(lens_a), _col(lens_b))
-            _paint(canvas, win, _cov(sd, aa) * 0.15 * on, (0.75, 0.85, 0.95))   # tinted lens
-            frame = np.maximum(frame, _cov(np.abs(sd) - 0.022, aa))
-        bridge = _cov(np.maximum(np.abs(y - _col(ey - 0.02)) - 0.018,
-                                 np.abs(x) - _col(p["eye_dx"] - lens_a * 0.9)), aa)
-        _paint(canvas, win, np.maximum(frame, bridge) * on, p["frame"])
-    return canvas
+
+def _glasses(f):
+    """An oval frame round each eye (wide and low, so the brows stay visible above it) and a
+    bridge, on top of everything expressive."""
+    p, aa, ey = f.p, f.aa, f.ey
+    if not (p["glasses"] > 0).any():
+        return
+    on = _col(p["glasses"])
+    lens_a, lens_b = 1.45 * p["eye_w"], p["eye_h"] + 0.055               # oval semi-axes (m,)
+    win, x, y = f.window(ey - lens_b - 0.03, ey + lens_b + 0.03,
+                         -p["eye_dx"] - lens_a - 0.03, p["eye_dx"] + lens_a + 0.03)
+    frame = np.zeros(1, np.float32)
+    for sign in (-1, 1):
+        sd = _ellipse_sd(x, y, _col(sign * p["eye_dx"]), _col(ey + 0.01),
+                         _col(lens_a), _col(lens_b))
+        f.paint(win, _cov(sd, aa) * 0.15 * on, (0.75, 0.85, 0.95))     # tinted lens
+        frame = np.maximum(frame, _cov(np.abs(sd) - 0.022, aa))
+    bridge = _cov(np.maximum(np.abs(y - _col(ey - 0.02)) - 0.018,
+                             np.abs(x) - _col(p["eye_dx"] - lens_a * 0.9)), aa)
+    f.paint(win, np.maximum(frame, bridge) * on, p["frame"])
+
+
+# The parts in painting order: each covers what was painted before it.
+_PARTS = (_hair_behind, _neck_and_shoulders, _ears, _head, _forehead_wrinkles, _hair_on_top, _beard,
+          _cheeks, _nasolabial_folds, _chin, _nose, _eyes, _brows, _lips, _glasses)
+
+
+def _draw(grid, p, aus, gaze, smirk):
+    """Paint a chunk of faces on a supersampled canvas (m, 3, H, W) with values in [0, 1]."""
+    face = _Face(grid, p, aus, gaze, smirk)
+    for part in _PARTS:
+        part(face)
+    return face.canvas
 
 
 # Where each AU may change pixels, as boxes in face units. These mirror the shapes above (with a
