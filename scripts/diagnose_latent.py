@@ -30,7 +30,7 @@ from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 from tinycdaae.recipes import RECIPES, objective_config
-from tinycdaae.training import label_effect
+from tinycdaae.training import label_effect, run_seeds
 
 
 def norm_rows(a):
@@ -128,7 +128,7 @@ def main(argv=None):
     backend.keep_freed_memory()
     faces = load_dataset(args.dataset, args.data_dir, progress=False)
     train, test = split_for_training(faces, args.fold, 4)
-    weight_seed, prior_seed, order_seed = (int(s) for s in np.random.SeedSequence(args.seed).generate_state(3))
+    weight_seed, prior_seed, order_seed = run_seeds(args.seed)
     model = CDAAE(ModelConfig(skip="n2", width=args.width, label_dim=len(train.label_names), seed=weight_seed))
     objective = Objective(model, objective_config(RECIPES[args.recipe], prior_seed))
     probe = Probe(model)

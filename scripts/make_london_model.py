@@ -20,7 +20,7 @@ from tinycdaae.data.datasets import load_dataset
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config
-from tinycdaae.training import TrainConfig, Trainer
+from tinycdaae.training import TrainConfig, Trainer, run_seeds
 
 # The model's settings: the README's London command (`run.py --dataset london --width 1`).
 WIDTH, EPOCHS, SEED = 1.0, 60, 0
@@ -65,7 +65,7 @@ def main(argv=None):
     backend.keep_freed_memory()
     faces = load_dataset("london")
     names = list(faces.label_names)
-    weight_seed, prior_seed, order_seed = (int(s) for s in np.random.SeedSequence(SEED).generate_state(3))  # as run.py
+    weight_seed, prior_seed, order_seed = run_seeds(SEED)  # as the command line
     recipe = RECIPES[DEFAULT_RECIPE]
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))

@@ -117,16 +117,13 @@ def test_paper_recipe_is_the_papers_settings():
 # the CLI (one BLAS thread): BLAS results can differ with the thread count, and the claim is
 # about the recipe, not about BLAS.
 LIBRARY_RUN = """
-import importlib.util, os, sys
+import sys
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
-from tinycdaae.training import Trainer, TrainConfig
-spec = importlib.util.spec_from_file_location("run", os.path.join(sys.argv[1], "run.py"))
-run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run)
+from tinycdaae.training import Trainer, TrainConfig, run_seeds
 train_set, _ = split_for_training(load_dataset("synthetic", kind="emotion", n_subjects=4, folds=2), 0, 2)
-weight_seed, prior_seed, order_seed = run.seeds(0)
+weight_seed, prior_seed, order_seed = run_seeds(0)
 objective = Objective(CDAAE(ModelConfig(width=0.0625, seed=weight_seed)), ObjectiveConfig(prior_seed=prior_seed))
 Trainer(objective, train_set, TrainConfig(epochs=2, batch_size=128, seed=order_seed), sys.argv[2],
         say=lambda message: None).run()

@@ -29,7 +29,7 @@ from .data.datasets import BUILT_IN, DATASETS
 from .data.labels import AUS, EMOTIONS, parse_label
 from .errors import DatasetError
 from .recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
-from .training import RunFolderError
+from .training import RunFolderError, run_seeds
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 # Upper bounds on sizes typed by hand: beyond them a typo (an extra zero) would ask for gigabytes
@@ -323,12 +323,6 @@ def load_training_data(o):
     return split_for_training(faceset, o["fold"], o["folds"], seed=0)
 
 
-def seeds(seed):
-    """One --seed -> three independent integer seeds (weights, prior samples, data order).
-    Seeding three generators with the same integer would make them draw the same numbers."""
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
-
-
 def cmd_train(args):
     from .training import lock_run_folder
     o, out, resumed = resolve_train_options(args)
@@ -359,7 +353,7 @@ def train_locked(args, lock):
           f"training people, {len(train_set)} pairs; {len(test_set.subject_ids)} held-out people "
           f"(fold {o['fold']} of {o['folds']})")
 
-    weight_seed, prior_seed, order_seed = seeds(o["seed"])
+    weight_seed, prior_seed, order_seed = run_seeds(o["seed"])
     model = CDAAE(ModelConfig(skip=o["skip"], width=o["width"], label_dim=len(label_names), seed=weight_seed))
     objective = Objective(model, objective_config(o, prior_seed))
     if resumed is not None:

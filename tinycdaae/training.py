@@ -42,6 +42,12 @@ CHANCE_LOSS_D = 2 * math.log(2)   # a discriminator that answers 0.5 everywhere:
 DIVERGED_LOSS_R = 0.1             # an MSE this large is a face off by ~40 grey levels: not a good run
 
 
+
+def run_seeds(seed):
+    """One run seed -> three independent integer seeds (weights, prior samples, data order).
+    Seeding three generators with the same integer would make them draw the same numbers."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+
 @dataclass
 class TrainConfig:
     epochs: int = 40                  # the paper's "about 40 epochs" on RaFD

@@ -76,87 +76,117 @@ def _plain(value, digits, percent=False):
     return _fmt({"mean": value, "std": None}, digits, percent)
 
 
+# What the report says about the expression, per kind of label: the results key, the column
+# heads, and how its numbers are written (emotions: accuracy in percent; AUs: an error, 3 digits).
+_EXPRESSION = {
+    "emotion": {"key": "expression_accuracy", "head": "expression accuracy ↑", "name": "expression accuracy",
+                "short": "expression acc.", "per_key": "per_class_expression_accuracy", "per_column": "target",
+                "per_title": "target emotion: expression accuracy", "digits": 1, "percent": True},
+    "au": {"key": "au_mae", "head": "AU mean abs. error ↓", "name": "AU mean absolute error",
+           "short": "AU MAE", "per_key": "per_au_mae", "per_column": "AU",
+           "per_title": "action unit: mean absolute intensity error", "digits": 3, "percent": False},
+}
+
+
+def _expr(stat, e, fmt=_fmt):
+    """An expression number written the way its kind is (see _EXPRESSION)."""
+    return fmt(stat, e["digits"], e["percent"])
+
+
 def markdown_report(results):
     """results.json's content -> results.md text."""
-    kind = results["kind"]
-    names = results["label_names"]
-    rows = results["summary"]          # {network: aggregate}, copy baseline included
-    order = results["order"]
-    lines = [f"# Evaluation on held-out people: {results['title']}", ""]
-    lines += [f"{results['description']}", ""]
-    expr_head = "expression accuracy ↑" if kind == "emotion" else "AU mean abs. error ↓"
-    expr_key = "expression_accuracy" if kind == "emotion" else "au_mae"
-    dlib = results.get("identity_dlib") == "dlib"           # the dlib column, where it was measured
-    lines += ["| network | runs | pairs | MSE ↓ | PSNR (dB) ↑ | SSIM ↑ | identity top-1, face ↑ | "
-              "identity top-1, whole image | " + ("identity (dlib) ↑ | " if dlib else "") + f"{expr_head} |",
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if dlib else "")]
-    for name in order:
+    e = _EXPRESSION[results["kind"]]
+    lines = [f"# Evaluation on held-out people: {results['title']}", "", f"{results['description']}", ""]
+    lines += _main_table(results, e) + _ceiling_lines(results, e) + _by_change(results, e)
+    lines += _per_label(results, e, e["per_key"], "## Per " + e["per_title"], e["per_column"], ceiling=True)
+    if results["kind"] == "emotion":
+        lines += _per_label(results, {"digits": 0, "percent": True}, "per_class_identity_top1",
+                            "## Per target emotion: identity top-1 (face)", "target", ceiling=False)
+        lines += _confusions(results)
+    lines += _samples(results) + _runs(results, e)
+    return "\n".join(lines) + "\n"
+
+
+def _main_table(results, e):
+    rows, dlib = results["summary"], results.get("identity_dlib") == "dlib"   # the dlib column, where measured
+    lines = ["| network | runs | pairs | MSE ↓ | PSNR (dB) ↑ | SSIM ↑ | identity top-1, face ↑ | "
+             "identity top-1, whole image | " + ("identity (dlib) ↑ | " if dlib else "") + f"{e['head']} |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if dlib else "")]
+    for name in results["order"]:
         s = rows[name]
         lines.append(f"| {name} | {s['mse']['n']} | {int(s['pairs']['mean'])} | {_fmt(s['mse'], 4)} | "
                      f"{_fmt(s['psnr'], 2)} | {_fmt(s['ssim'], 3)} | {_fmt(s['identity_top1'], 1, True)} | "
                      f"{_fmt(s['identity_top1_whole_image'], 1, True)} | "
                      + (f"{_fmt(s.get('identity_dlib_top1'), 1, True)} | " if dlib else "") +
-                     f"{_fmt(s[expr_key], 1, True) if kind == 'emotion' else _fmt(s[expr_key], 3)} |")
+                     f"{_expr(s[e['key']], e)} |")
     if str(results.get("identity_dlib")).startswith("skipped"):
         lines += ["", f"Identity (dlib) {results['identity_dlib']}."]
-    ceiling = results["ceiling"]
-    lines += ["", f"Expression reader on the real held-out images (the ceiling): "
-              f"{_fmt(ceiling[expr_key], 1, True) if kind == 'emotion' else _fmt(ceiling[expr_key], 3)}"
-              f" over {results['ceiling_images']} images"
-              + (f" (answering the training mean for every face: {_fmt(ceiling['au_mae_mean_guess'], 3)})"
-                 if kind == "au" else "") + ". Identity chance level: "
-              f"1 in {results['people_per_gallery']} ({100 / results['people_per_gallery']:.0f}%).", ""]
-    # by size of change
-    lines += ["## By the size of the change asked for", "",
-              "Pairs split into thirds by the MSE between the real source and target images "
-              "(small / medium / large change). Each cell: " + ("expression accuracy" if kind == "emotion" else
-                                                       "AU mean absolute error") + " / identity top-1 (face).", "",
-              "| network | small | medium | large |", "|---|---|---|---|"]
-    for name in order:
+    return lines
+
+
+def _ceiling_lines(results, e):
+    ceiling, people = results["ceiling"], results["people_per_gallery"]
+    mean_guess = (f" (answering the training mean for every face: {_fmt(ceiling['au_mae_mean_guess'], 3)})"
+                  if results["kind"] == "au" else "")
+    return ["", f"Expression reader on the real held-out images (the ceiling): {_expr(ceiling[e['key']], e)}"
+            f" over {results['ceiling_images']} images{mean_guess}. Identity chance level: "
+            f"1 in {people} ({100 / people:.0f}%).", ""]
+
+
+def _by_change(results, e):
+    lines = ["## By the size of the change asked for", "",
+             "Pairs split into thirds by the MSE between the real source and target images "
+             f"(small / medium / large change). Each cell: {e['name']} / identity top-1 (face).", "",
+             "| network | small | medium | large |", "|---|---|---|---|"]
+    for name in results["order"]:
         cells = []
         for b in ("small", "medium", "large"):
-            stat = rows[name]["by_change"].get(b)
+            stat = results["summary"][name]["by_change"].get(b)
             cells.append("—" if stat is None else
-                         f"{_fmt(stat[expr_key], 1, kind == 'emotion') if kind == 'emotion' else _fmt(stat[expr_key], 3)}"
-                         f" / {_fmt(stat['identity_top1'], 0, True)}")
+                         f"{_expr(stat[e['key']], e)} / {_fmt(stat['identity_top1'], 0, True)}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    # per class
-    per_key = "per_class_expression_accuracy" if kind == "emotion" else "per_au_mae"
-    lines += ["", "## Per " + ("target emotion: expression accuracy" if kind == "emotion" else
-                                "action unit: mean absolute intensity error"), "",
-              "| " + ("target" if kind == "emotion" else "AU") + " | real (ceiling) | " + " | ".join(order) + " |",
-              "|---|---|" + "---|" * len(order)]
-    for i, label in enumerate(names):
-        cells = [_fmt(rows[n][per_key].get(label), 1 if kind == "emotion" else 3, kind == "emotion") for n in order]
-        lines.append(f"| {i + 1}. {label} | {_fmt(ceiling[per_key].get(label), 1 if kind == 'emotion' else 3, kind == 'emotion')} | "
-                     + " | ".join(cells) + " |")
-    if kind == "emotion":
-        lines += ["", "## Per target emotion: identity top-1 (face)", "",
-                  "| target | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
-        for i, label in enumerate(names):
-            lines.append(f"| {i + 1}. {label} | " + " | ".join(
-                _fmt(rows[n]["per_class_identity_top1"].get(label), 0, True) for n in order) + " |")
-        lines += ["", "## Confusion matrices (paper Fig. 6c)", "",
-                  "Rows: target emotion; columns: emotion read by the classifier; numbers 1..K as in "
-                  "the tables above; each cell is its share of the row in percent (counts summed "
-                  "over runs are in results.json).", ""]
-        for name in results["confusion_images"]:
-            lines.append(f"![{name}]({results['confusion_images'][name]})")
-    if results.get("samples_image"):
-        networks = results["sample_networks"]
-        lines += ["", "## What the networks draw", "",
-                  f"For {results['sample_people']} held-out people: their real images with every label "
-                  "(under a white cell), then one row per network (" + ", ".join(networks) + "), each "
-                  "starting with the input face. Labels in the order of the tables above. (First split only.)",
-                  "", f"![samples]({results['samples_image']})"]
-    lines += ["", "## Runs", "", "| network | checkpoint | split | " + ("expression acc." if kind == "emotion" else "AU MAE")
-              + " | identity top-1, face |", "|---|---|---|---|---|"]
+    return lines
+
+
+def _per_label(results, e, key, title, column, ceiling):
+    """One row per label, one column per network (and the real images' ceiling first)."""
+    order, rows = results["order"], results["summary"]
+    lines = ["", title, "", f"| {column} | " + ("real (ceiling) | " if ceiling else "") + " | ".join(order) + " |",
+             "|---|" + ("---|" if ceiling else "") + "---|" * len(order)]
+    for i, label in enumerate(results["label_names"]):
+        cells = [_expr(rows[n][key].get(label), e) for n in order]
+        if ceiling:
+            cells.insert(0, _expr(results["ceiling"][key].get(label), e))
+        lines.append(f"| {i + 1}. {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _confusions(results):
+    lines = ["", "## Confusion matrices (paper Fig. 6c)", "",
+             "Rows: target emotion; columns: emotion read by the classifier; numbers 1..K as in "
+             "the tables above; each cell is its share of the row in percent (counts summed "
+             "over runs are in results.json).", ""]
+    return lines + [f"![{name}]({file})" for name, file in results["confusion_images"].items()]
+
+
+def _samples(results):
+    if not results.get("samples_image"):
+        return []
+    return ["", "## What the networks draw", "",
+            f"For {results['sample_people']} held-out people: their real images with every label "
+            "(under a white cell), then one row per network (" + ", ".join(results["sample_networks"]) + "), each "
+            "starting with the input face. Labels in the order of the tables above. (First split only.)",
+            "", f"![samples]({results['samples_image']})"]
+
+
+def _runs(results, e):
+    lines = ["", "## Runs", "", f"| network | checkpoint | split | {e['short']} | identity top-1, face |",
+             "|---|---|---|---|---|"]
     for run in results["runs"]:
         m = run["metrics"]
         lines.append(f"| {run['network']} | {run['checkpoint'] or '(copies the input)'} | {run['split']} | "
-                     f"{_plain(m[expr_key], 1, kind == 'emotion') if kind == 'emotion' else _plain(m[expr_key], 3)} | "
-                     f"{_plain(m['identity_top1'], 1, True)} |")
-    return "\n".join(lines) + "\n"
+                     f"{_expr(m[e['key']], e, _plain)} | {_plain(m['identity_top1'], 1, True)} |")
+    return lines
 
 
 def write_report(out_dir, results):
