@@ -368,23 +368,15 @@ def test_london_refuses_a_data_dir(tmp_path):
 
 
 def test_london_photos_are_package_data_with_their_attribution():
-    """setup.py's package_data must match every file of assets/london, or a regular install
+    """pyproject.toml's package data must match every file of assets/london, or a regular install
     would ship the loader without its photos."""
     import fnmatch
 
-    import setuptools
-
+    tomllib = pytest.importorskip("tomllib")      # Python 3.11+
     import tinycdaae
     from tinycdaae.data.folder import LONDON_DIR
-    captured = {}
-    setup_py = Path(tinycdaae.__file__).parent.parent / "setup.py"
-    real_setup = setuptools.setup
-    try:
-        setuptools.setup = lambda **kw: captured.update(kw)
-        exec(compile(setup_py.read_text(), str(setup_py), "exec"), {"__name__": "setup"})
-    finally:
-        setuptools.setup = real_setup
-    patterns = captured["package_data"]["tinycdaae"]
+    pyproject = Path(tinycdaae.__file__).parent.parent / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["tinycdaae"]
     files = sorted(os.listdir(LONDON_DIR))
     assert len([f for f in files if f.endswith(".jpg")]) == 156
     for name in files:

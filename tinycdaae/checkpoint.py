@@ -17,7 +17,7 @@ import numpy as np
 
 from . import backend
 from .files import atomic_write
-from .model import CDAAE, ModelConfig
+from .model import CDAAE, MAX_WIDTH, ModelConfig
 from .objective import Objective, ObjectiveConfig
 
 FORMAT_VERSION = 1
@@ -28,7 +28,6 @@ BUILT_IN_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "asset
 ARCHITECTURE_FIELDS = ("skip", "width", "label_dim", "latent_dim", "image_size")
 # Bounds on a stored model_config, checked before anything is built from it: a damaged or
 # hand-edited checkpoint claiming width 1000 would otherwise try to allocate terabytes.
-MAX_WIDTH = 4.0            # channels 256-512-1024-2048 (the reference is 1.0)
 MAX_LABEL_DIM, MAX_LATENT_DIM, MAX_IMAGE_SIZE = 256, 4096, 256
 # What goes wrong reading a damaged file: a truncated or zero-byte zip (BadZipFile, EOFError),
 # a flipped byte (BadZipFile "Bad CRC-32", zlib.error, a garbled .npy header: ValueError), a

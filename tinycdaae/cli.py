@@ -18,7 +18,6 @@ training holds (see tinycdaae.training.lock_run_folder) and NaN in the training 
 training saves and exits with 130; a run stopped by a NaN loss or a diverging loss exits with 3.
 """
 import argparse
-import math
 import os
 import sys
 
@@ -27,14 +26,14 @@ import numpy as np
 from . import backend, checkpoint, grids
 from .data.datasets import BUILT_IN, DATASETS
 from .data.labels import AUS, EMOTIONS, parse_label
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
+from .model import MAX_WIDTH
 from .recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
 from .training import RunFolderError, run_seeds
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 # Upper bounds on sizes typed by hand: beyond them a typo (an extra zero) would ask for gigabytes
 # of memory or hours of work before failing, so they are refused at once with the bound.
-MAX_WIDTH = checkpoint.MAX_WIDTH      # 4: channels 256-512-1024-2048, 4x the reference network
 MAX_STEPS = 64                        # generate --steps: a 64x64 manifold is 4096 faces already
 MAX_SCALE = 32                        # generate --scale: 1024 px per face
 
@@ -74,12 +73,24 @@ def flag(name):
 
 
 def add_train_options(p):
-    d = TRAIN_DEFAULTS
-    data = p.add_argument_group("data")
+    _add_data_options(p.add_argument_group("data"), TRAIN_DEFAULTS)
+    _add_model_and_training_options(p, TRAIN_DEFAULTS)
+    _add_recipe_options(p.add_argument_group(
+        "recipe (the optimisation settings; each option below overrides the recipe's value)"))
+    run = p.add_argument_group("run")
+    run.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                     help="cpu (NumPy), gpu (CuPy) or auto: the GPU when CuPy sees one (default auto)")
+    run.add_argument("--out", metavar="DIR", help="run directory for log.jsonl, checkpoint.npz and "
+                     "samples/ (default runs/DATASET-LABELS-SKIP-foldK)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out exactly where "
+                     "its checkpoint left it; options you leave out are taken from the run")
+
+
+def _add_data_options(data, d):
     data.add_argument("--dataset", choices=DATASETS,
                       help=f"what to train on (default {d['dataset']}: built-in faces, no download; "
                            "london: 78 real people, neutral and happy, built in; "
-                           "rafd/disfa/folder need --data-dir, see README 'Real datasets')")
+                           "rafd/disfa/folder need --data-dir, see docs/datasets.md)")
     data.add_argument("--data-dir", metavar="PATH", help="where your copy of RaFD, DISFA or your own "
                       "labelled folder is (not for synthetic or london, which are built in)")
     data.add_argument("--labels", choices=("emotion", "au"),
@@ -91,6 +102,9 @@ def add_train_options(p):
                       f"trained on, shown in the sample grids (0..folds-1, default {d['fold']})")
     data.add_argument("--folds", type=int, metavar="K", help=f"number of subject-independent folds "
                       f"(default {d['folds']}, as in the paper)")
+
+
+def _add_model_and_training_options(p, d):
     model = p.add_argument_group("model")
     model.add_argument("--skip", choices=("n1", "n2", "n3", "none"),
                        help=f"where the difference connection joins encoder and decoder: n1 (16x16), "
@@ -108,11 +122,12 @@ def add_train_options(p):
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
                        f"and the prior's samples; same seed, same run bit for bit on the CPU "
                        f"(default {d['seed']})")
-    recipe = p.add_argument_group(
-        "recipe (the optimisation settings; each option below overrides the recipe's value)")
+
+
+def _add_recipe_options(recipe):
     recipe.add_argument("--recipe", choices=sorted(RECIPES), help=f"'{DEFAULT_RECIPE}' (default): the "
                         "paper's recipe with " + "; ".join(STABLE_REASONS.values()) + ". 'paper': Zhou & "
-                        "Shi's settings exactly (N2 then learns the label in some seeds only; see README)")
+                        "Shi's settings exactly (N2 then learns the label in some seeds only; see docs/stability.md)")
 
     def recipe_default(k, fmt="g"):
         return ", ".join(f"{name} {format(values[k], fmt)}" for name, values in sorted(RECIPES.items()))
@@ -131,13 +146,7 @@ def add_train_options(p):
     recipe.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
                         help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
                              f"the flag alone means S=0.1 ({recipe_default('label_smoothing')})")
-    run = p.add_argument_group("run")
-    run.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                     help="cpu (NumPy), gpu (CuPy) or auto: the GPU when CuPy sees one (default auto)")
-    run.add_argument("--out", metavar="DIR", help="run directory for log.jsonl, checkpoint.npz and "
-                     "samples/ (default runs/DATASET-LABELS-SKIP-foldK)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out exactly where "
-                     "its checkpoint left it; options you leave out are taken from the run")
+
 
 
 def add_generate_options(p):
@@ -274,31 +283,13 @@ def default_out(options):
 
 
 def check_train_options(o):
-    """Clear errors for values argparse cannot judge."""
-    if o["epochs"] < 1:
-        raise UsageError(f"--epochs must be at least 1, got {o['epochs']}")
-    if o["batch_size"] < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {o['batch_size']}")
-    if not o["width"] > 0:
-        raise UsageError(f"--width must be positive (1.0 is the reference network), got {o['width']}")
-    if not o["width"] <= MAX_WIDTH:          # also refuses inf
-        raise UsageError(f"--width must be at most {MAX_WIDTH:g} (1.0 is the reference network, "
-                         f"{MAX_WIDTH:g} already has {MAX_WIDTH ** 2:g}x its weights), got {o['width']}")
+    """Clear errors for the options no config holds; the configs check the rest (train_configs)."""
     if o["seed"] < 0:
         raise UsageError(f"--seed must be 0 or more, got {o['seed']}")
     if o["folds"] < 2:
         raise UsageError(f"--folds must be at least 2 (one fold is held out), got {o['folds']}")
     if not 0 <= o["fold"] < o["folds"]:
         raise UsageError(f"--fold must be in 0..{o['folds'] - 1} for --folds {o['folds']}, got {o['fold']}")
-    if o["warmup_epochs"] < 0:
-        raise UsageError(f"--warmup-epochs must be 0 or more, got {o['warmup_epochs']}")
-    if not 0 <= o["label_smoothing"] < 0.5:
-        raise UsageError(f"--label-smoothing must be in [0, 0.5) (0.1 is usual), got {o['label_smoothing']}")
-    for k in ("lr", "lr_d_e", "lr_d_g"):
-        if not 0 < o[k] < math.inf:
-            raise UsageError(f"{flag(k)} must be a positive number, got {o[k]}")
-    if not 0 <= o["adam_beta1"] < 1:
-        raise UsageError(f"--adam-beta1 must be in [0, 1) (0.9 is usual), got {o['adam_beta1']}")
     if o["dataset"] in BUILT_IN and o["data_dir"] is not None:   # refused, not ignored: see datasets.py
         raise UsageError(f"--data-dir is for --dataset rafd, disfa or folder; --dataset {o['dataset']} is "
                          f"built in and needs none")
@@ -309,6 +300,23 @@ def check_train_options(o):
         for k in ("labels", "subjects"):
             if o[k] != TRAIN_DEFAULTS[k]:
                 raise UsageError(f"{flag(k)} is for the synthetic faces; {o['dataset']} brings its own")
+    train_configs(o)
+
+
+def train_configs(o, label_dim=8):
+    """(ModelConfig, ObjectiveConfig, TrainConfig) of a run. Each config checks its own values; a
+    value out of range becomes one line naming the option: "--width must be positive, ..."."""
+    from .model import ModelConfig
+    from .recipes import objective_config
+    from .training import TrainConfig
+    weight_seed, prior_seed, order_seed = run_seeds(o["seed"])
+    try:
+        return (ModelConfig(skip=o["skip"], width=o["width"], label_dim=label_dim, seed=weight_seed),
+                objective_config(o, prior_seed),
+                TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
+                            seed=order_seed))
+    except ConfigError as err:
+        raise UsageError(f"{flag(err.field)} {err.reason}") from None
 
 
 def load_training_data(o):
@@ -338,10 +346,9 @@ def cmd_train(args):
 def train_locked(args, lock):
     """cmd_train, holding the run folder. The options are read again under the lock: a run that
     finished (or saved a checkpoint) between the first reading and the lock is seen now."""
-    from .model import CDAAE, ModelConfig
+    from .model import CDAAE
     from .objective import Objective
-    from .recipes import objective_config
-    from .training import TrainConfig, Trainer
+    from .training import Trainer
 
     o, out, resumed = resolve_train_options(args)
     check_train_options(o)
@@ -353,17 +360,15 @@ def train_locked(args, lock):
           f"training people, {len(train_set)} pairs; {len(test_set.subject_ids)} held-out people "
           f"(fold {o['fold']} of {o['folds']})")
 
-    weight_seed, prior_seed, order_seed = run_seeds(o["seed"])
-    model = CDAAE(ModelConfig(skip=o["skip"], width=o["width"], label_dim=len(label_names), seed=weight_seed))
-    objective = Objective(model, objective_config(o, prior_seed))
+    model_config, objective_config, config = train_configs(o, len(label_names))
+    model = CDAAE(model_config)
+    objective = Objective(model, objective_config)
     if resumed is not None:
         if resumed.get("label_names") != label_names:
             raise UsageError(f"the run was trained on labels {resumed.get('label_names')}, but the data "
                              f"now has {label_names}; resume with the same data")
         checkpoint.restore(os.path.join(out, "checkpoint.npz"), objective)   # architecture checked here
         print(f"resuming {out} at step {objective.step_count}")
-    config = TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
-                         seed=order_seed)
 
     # The per-epoch picture (paper Fig. 2/5): held-out people down the side, the input first,
     # then one column per label at full strength (each emotion; or each AU at intensity 1).
@@ -434,6 +439,29 @@ def load_face(path):
 
 
 def cmd_generate(args):
+    path = generate_checks(args)
+    backend.use(args.device)
+    model, extra = checkpoint.load_model(path)
+    checkpoint.check_finite(model, path)
+    names, kind = checkpoint_labels(extra, model.config.label_dim)
+    asked = generate_labels(args, names, kind)         # every label checked before the slow alignment
+    face, remark = load_face(args.image)
+    stem = os.path.splitext(os.path.basename(args.image))[0]
+    out = args.out or (os.path.join(os.path.dirname(os.path.abspath(path)), "generated", stem)
+                       if args.checkpoint else os.path.join("runs", "generated", stem))
+    written = draw_generated(model, face[None], asked, len(names), out, args)
+    if remark:
+        print(f"{args.image}: {remark}")
+    print("wrote " + ", ".join(written))
+    if asked["grid"] == "all":
+        print(f"grid.png columns: input, {', '.join(names)}")
+    elif asked["grid"] is not None:
+        print(f"manifold.png: {asked['pair'][0]} 0 -> 1 down the rows, {asked['pair'][1]} 0 -> 1 across the columns")
+    return 0
+
+
+def generate_checks(args):
+    """The checkpoint's path, after the checks that need no checkpoint."""
     if args.checkpoint is None:
         path = checkpoint.BUILT_IN_MODEL
         print(f"using the built-in model {os.path.relpath(path)} (N2 trained on the 78 London people, "
@@ -451,10 +479,12 @@ def cmd_generate(args):
         raise UsageError("--grid is empty; give 'all' or two label names such as AU4,AU12")
     if args.out is not None:
         check_out_folder(args.out)
-    backend.use(args.device)
-    model, extra = checkpoint.load_model(path)
-    checkpoint.check_finite(model, path)
-    names, kind = checkpoint_labels(extra, model.config.label_dim)
+    return path
+
+
+def generate_labels(args, names, kind):
+    """What to draw, every label parsed: {"target": (L,) or None, "grid": None, "all" or "A,B",
+    "pair": the two names and "axes": their columns (grid A,B), "ends": two (L,) (interpolate)}."""
     if args.emotion is not None and kind != "emotion":
         raise UsageError(f"this checkpoint was trained on action units ({', '.join(names)}); "
                          f"use --au, e.g. --au AU12=1")
@@ -463,28 +493,33 @@ def cmd_generate(args):
                          f"use --emotion, e.g. --emotion happy")
     grid = args.grid.strip() if args.grid is not None else \
         None if (args.emotion or args.au or args.interpolate) else "all"
-
-    # Check every label before the (slow) alignment, so a typo fails at once.
-    target = parse(args.emotion or args.au, names, "--emotion" if args.emotion else "--au") \
-        if (args.emotion or args.au) else None
-    if grid is not None and grid.lower() != "all":
-        pair = [g.strip() for g in grid.split(",")]
-        if len(pair) != 2:
-            raise UsageError(f"--grid takes 'all' or two label names such as AU4,AU12, got {grid!r}")
-        if any("=" in name for name in pair):
-            raise UsageError(f"--grid takes two bare label names (each goes 0 -> 1 along one side), "
-                             f"not weights: write e.g. --grid {pair[0].partition('=')[0]},"
-                             f"{pair[1].partition('=')[0]}")
-        axes = [int(np.argmax(parse(name, names, "--grid"))) for name in pair]
-        if axes[0] == axes[1]:
-            raise UsageError(f"--grid needs two different labels, got {pair[0]} twice")
+    asked = {"grid": "all" if grid is not None and grid.lower() == "all" else grid, "target": None}
+    if args.emotion or args.au:
+        asked["target"] = parse(args.emotion or args.au, names, "--emotion" if args.emotion else "--au")
+    if asked["grid"] not in (None, "all"):
+        asked["pair"], asked["axes"] = grid_axes(grid, names)
     if args.interpolate:
-        ends = [parse(spec, names, "--interpolate") for spec in args.interpolate]
+        asked["ends"] = [parse(spec, names, "--interpolate") for spec in args.interpolate]
+    return asked
 
-    face, remark = load_face(args.image)
-    stem = os.path.splitext(os.path.basename(args.image))[0]
-    out = args.out or (os.path.join(os.path.dirname(os.path.abspath(path)), "generated", stem)
-                       if args.checkpoint else os.path.join("runs", "generated", stem))
+
+def grid_axes(grid, names):
+    """--grid A,B -> ([A, B], [column of A, column of B])."""
+    pair = [g.strip() for g in grid.split(",")]
+    if len(pair) != 2:
+        raise UsageError(f"--grid takes 'all' or two label names such as AU4,AU12, got {grid!r}")
+    if any("=" in name for name in pair):
+        raise UsageError(f"--grid takes two bare label names (each goes 0 -> 1 along one side), "
+                         f"not weights: write e.g. --grid {pair[0].partition('=')[0]},"
+                         f"{pair[1].partition('=')[0]}")
+    axes = [int(np.argmax(parse(name, names, "--grid"))) for name in pair]
+    if axes[0] == axes[1]:
+        raise UsageError(f"--grid needs two different labels, got {pair[0]} twice")
+    return pair, axes
+
+
+def draw_generated(model, faces, asked, n_labels, out, args):
+    """Write aligned.png and each picture asked for into out; returns the paths written."""
     written = []
 
     def write(name, cells):
@@ -492,31 +527,23 @@ def cmd_generate(args):
         grids.save_png(file, grids.tile(cells, scale=args.scale))
         written.append(file)
 
-    faces = face[None]                                                   # (1, 3, 32, 32)
-    write("aligned.png", faces[:, None])
-    if target is not None:
-        write("result.png", grids.generate(model, faces, target[None]))
-    if grid is not None and grid.lower() == "all":
-        write("grid.png", grids.expression_grid(model, faces, grids.each_label(len(names))))
-    elif grid is not None:
-        labels = grids.manifold_labels(len(names), axes[0], axes[1], args.steps or 5)   # (S, S, L)
-        cells = grids.generate(model, faces, labels.reshape(-1, len(names)))            # (1, S*S, 3, 32, 32)
-        write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))       # (S, S, 3, 32, 32)
+    write("aligned.png", faces[:, None])                                 # faces (1, 3, 32, 32)
+    if asked["target"] is not None:
+        write("result.png", grids.generate(model, faces, asked["target"][None]))
+    if asked["grid"] == "all":
+        write("grid.png", grids.expression_grid(model, faces, grids.each_label(n_labels)))
+    elif asked["grid"] is not None:
+        labels = grids.manifold_labels(n_labels, *asked["axes"], args.steps or 5)    # (S, S, L)
+        cells = grids.generate(model, faces, labels.reshape(-1, n_labels))           # (1, S*S, 3, 32, 32)
+        write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))     # (S, S, 3, 32, 32)
     if args.interpolate:
-        strip = grids.interpolation_labels(*ends, args.steps or 8)                      # (S, L)
-        write("interpolation.png", grids.expression_grid(model, faces, strip))            # (1, 1 + S, ...)
-    if remark:
-        print(f"{args.image}: {remark}")
-    print("wrote " + ", ".join(written))
-    if grid is not None and grid.lower() == "all":
-        print(f"grid.png columns: input, {', '.join(names)}")
-    elif grid is not None:
-        print(f"manifold.png: {pair[0]} 0 -> 1 down the rows, {pair[1]} 0 -> 1 across the columns")
-    return 0
+        strip = grids.interpolation_labels(*asked["ends"], args.steps or 8)           # (S, L)
+        write("interpolation.png", grids.expression_grid(model, faces, strip))          # (1, 1 + S, ...)
+    return written
 
 
 # ------------------------------------------------------------------------- evaluate / compare
-# Numbers instead of the paper's user study (tinycdaae/evaluation.py). `evaluate` scores trained
+# Numbers instead of the paper's user study (tinycdaae/evaluation/). `evaluate` scores trained
 # checkpoints on the people their run held out; `compare` trains the four variants with one
 # budget and then evaluates them, in one call.
 EVALUATE_DATA_OPTIONS = ("dataset", "data_dir", "labels", "subjects", "fold", "folds")
@@ -668,9 +695,6 @@ def cmd_evaluate(args):
 def cmd_compare(args):
     """Train every (variant, seed, fold) with the same options, then evaluate them all."""
     import time
-    if args.dataset in BUILT_IN and args.data_dir:
-        raise UsageError(f"--data-dir is for --dataset rafd, disfa or folder; --dataset {args.dataset} is "
-                         f"built in and needs none")
     if args.dataset not in BUILT_IN and not args.data_dir:
         raise UsageError(f"--dataset {args.dataset} needs --data-dir PATH (where your copy of it lives)")
     several = len(args.seed) > 1 or len(args.fold) > 1
@@ -679,20 +703,8 @@ def cmd_compare(args):
         for seed in args.seed:
             for variant in args.variants:
                 run_dir = os.path.join(args.out, f"{variant}-seed{seed}-fold{fold}" if several else variant)
-                epochs = args.epochs or DATASET_EPOCHS.get(args.dataset, COMPARE_DEFAULTS["epochs"])
-                argv = ["train", "--skip", variant, "--width", str(args.width), "--epochs", str(epochs),
-                        "--recipe", args.recipe,
-                        "--seed", str(seed), "--fold", str(fold), "--folds", str(args.folds),
-                        "--batch-size", str(args.batch_size), "--dataset", args.dataset,
-                        "--device", args.device, "--out", run_dir]
-                if args.dataset == "synthetic":
-                    argv += ["--labels", args.labels, "--subjects", str(args.subjects)]
-                elif args.data_dir:
-                    argv += ["--data-dir", args.data_dir]
-                if os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
-                    argv.append("--resume")          # finished runs return at once
-                print(f"\n== {variant}, seed {seed}, fold {fold}: python run.py {' '.join(argv)}", flush=True)
-                status = cmd_train(build_parser().parse_args(argv))
+                print(f"\n== {variant}, seed {seed}, fold {fold}: {run_dir}", flush=True)
+                status = cmd_train(compare_run(args, variant, seed, fold, run_dir))
                 if status != 0:
                     print(f"run.py compare: training {run_dir} stopped (exit {status}); run the same "
                           f"compare command again to continue", file=sys.stderr)
@@ -700,6 +712,21 @@ def cmd_compare(args):
                 paths.append(run_dir)
     print(f"\ntraining done in {time.perf_counter() - started:.0f} s; evaluating", flush=True)
     return run_evaluation(paths, args, args.out)
+
+
+def compare_run(args, variant, seed, fold, run_dir):
+    """The options of one training run of `compare`, as `train` would have parsed them (every
+    option left out is None, so train takes its default or, resuming, the run's own)."""
+    run = argparse.Namespace(**{k: None for k in RUN_OPTIONS + ("epochs",)})
+    run.skip, run.width, run.recipe, run.seed, run.fold, run.folds = variant, args.width, args.recipe, seed, fold, args.folds
+    run.epochs = args.epochs or DATASET_EPOCHS.get(args.dataset, COMPARE_DEFAULTS["epochs"])
+    run.batch_size, run.dataset, run.device, run.out = args.batch_size, args.dataset, args.device, run_dir
+    if args.dataset == "synthetic":
+        run.labels, run.subjects = args.labels, args.subjects
+    elif args.data_dir:
+        run.data_dir = args.data_dir
+    run.resume = os.path.exists(os.path.join(run_dir, "checkpoint.npz"))   # finished runs return at once
+    return run
 
 
 # ------------------------------------------------------------------------------------ gradcheck

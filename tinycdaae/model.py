@@ -26,10 +26,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import backend
+from .errors import ConfigError
 from .layers import Conv2d, ConvTranspose2d, Dense, Flatten, LeakyReLU, Reshape, Sequential, Tanh, concat, split_grad
 
 SKIPS = ("n1", "n2", "n3", "none")
 CUT_POSITION = {"n1": 1, "n2": 2, "n3": 3, "none": 2}   # number of encoder convs in E1
+
+
+# The widest network a config accepts: channels 256-512-1024-2048, 4x the reference. Beyond it a
+# typo (an extra zero) would ask for gigabytes before failing.
+MAX_WIDTH = 4.0
 
 
 @dataclass
@@ -46,7 +52,10 @@ class ModelConfig:
         if self.skip not in SKIPS:
             raise ValueError(f"unknown skip {self.skip!r}; choose one of {', '.join(SKIPS)}")
         if not self.width > 0:
-            raise ValueError(f"width must be positive, got {self.width}")
+            raise ConfigError("width", f"must be positive (1.0 is the reference network), got {self.width}")
+        if not self.width <= MAX_WIDTH:          # also refuses inf
+            raise ConfigError("width", f"must be at most {MAX_WIDTH:g} (1.0 is the reference network, "
+                                       f"{MAX_WIDTH:g} already has {MAX_WIDTH ** 2:g}x its weights), got {self.width}")
         if self.label_dim < 1 or self.latent_dim < 1:
             raise ValueError(f"label_dim and latent_dim must be >= 1, got {self.label_dim}, {self.latent_dim}")
         if self.image_size % 16 or self.image_size < 16:

@@ -20,11 +20,13 @@ One step: one forward of E and G; one update of D_E and D_G together (Adam, lr 1
 (fixed) z and x̂; then one update of E and G (Adam, lr 1e-3) through the *updated*
 discriminators. E and G do not change between the two updates, so their forward is shared.
 """
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from . import backend
+from .errors import ConfigError
 from .losses import bce_with_logits, mse
 from .optim import Adam
 
@@ -47,12 +49,12 @@ class ObjectiveConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr_autoencoder", "lr_d_e", "lr_d_g"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(name, f"must be a positive number, got {getattr(self, name)}")
         if not 0.0 <= self.adam_beta1 < 1.0:
-            raise ValueError(f"adam_beta1 must be in [0, 1), got {self.adam_beta1}")
+            raise ConfigError("adam_beta1", f"must be in [0, 1) (0.9 is usual), got {self.adam_beta1}")
         if not 0.5 < self.real_label <= 1.0:
-            raise ValueError(f"real_label must be in (0.5, 1], got {self.real_label}")
+            raise ConfigError("real_label", f"must be in (0.5, 1], got {self.real_label}")
 
 
 def accuracy(logits_real, logits_fake):

@@ -25,6 +25,7 @@ docs/stability.md):
 encoder's own: D_E then follows z as fast as z moves and keeps it on the prior's scale, so G1
 never saturates. Everything else is the paper's.
 """
+from .errors import ConfigError
 from .objective import ObjectiveConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing")
@@ -52,7 +53,14 @@ def recipe_options(name):
 
 
 def objective_config(options, prior_seed=0):
-    """ObjectiveConfig from a dict holding RECIPE_OPTIONS (a recipe, possibly overridden)."""
-    return ObjectiveConfig(lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
-                           adam_beta1=options["adam_beta1"], real_label=1.0 - options["label_smoothing"],
-                           prior_seed=prior_seed)
+    """ObjectiveConfig from a dict holding RECIPE_OPTIONS (a recipe, possibly overridden). A value
+    out of range raises ConfigError named by the option (lr, label_smoothing...), not the field."""
+    try:
+        return ObjectiveConfig(lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
+                               adam_beta1=options["adam_beta1"], real_label=1.0 - options["label_smoothing"],
+                               prior_seed=prior_seed)
+    except ConfigError as err:
+        if err.field == "real_label":
+            raise ConfigError("label_smoothing", f"must be in [0, 0.5) (0.1 is usual), "
+                                                 f"got {options['label_smoothing']}") from None
+        raise ConfigError({"lr_autoencoder": "lr"}.get(err.field, err.field), err.reason) from None

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import backend, checkpoint
+from .errors import ConfigError
 
 CHANCE_LOSS_D = 2 * math.log(2)   # a discriminator that answers 0.5 everywhere: BCE(real) + BCE(fake)
 DIVERGED_LOSS_R = 0.1             # an MSE this large is a face off by ~40 grey levels: not a good run
@@ -65,11 +66,11 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.warmup_epochs < 0:
-            raise ValueError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
+            raise ConfigError("warmup_epochs", f"must be 0 or more, got {self.warmup_epochs}")
         if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
             raise ValueError("monitor_window and collapse_patience must be >= 1, divergence_factor > 1")
         if self.label_effect_patience < 1 or not 0 <= self.label_effect_grace <= 1:
@@ -430,10 +431,8 @@ class Trainer:
     def run(self):
         """Train until config.epochs are done. Returns "finished", "interrupted", "diverged" or
         "bad_data" (a NaN or infinity in the data itself)."""
-        from tqdm import tqdm
         cfg = self.config
-        n_pairs = len(self.train_set)
-        if n_pairs == 0:
+        if len(self.train_set) == 0:
             raise ValueError("the training set has no pairs")
         if self.epoch >= cfg.epochs:
             self.say(f"this run has already done {self.epoch} epochs; give a larger --epochs to train further")
@@ -442,66 +441,103 @@ class Trainer:
         started = time.perf_counter()
         with open(self.log_path, "a") as self.log_file, StopRequest() as stop:
             while self.epoch < cfg.epochs:
-                rng = np.random.default_rng()
-                rng.bit_generator.state = self.rng_state
-                order = rng.permutation(n_pairs)                                  # (P,) pair rows
-                batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
-                adversarial = self.epoch >= cfg.warmup_epochs
-                sums, count, epoch_start = {}, 0, time.perf_counter()
-                bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
-                           mininterval=0.5,
-                           desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
-                try:
-                    for b in range(self.batch_in_epoch, len(batches)):
-                        if stop.requested:
-                            break
-                        batch = self.train_set.batch(batches[b])
-                        if not all_finite(batch):       # the data's fault, not the optimiser's
-                            return self._stop_bad_data(b + 1, batches[b])
-                        metrics = self.objective.step(*batch, adversarial=adversarial)
-                        step = self.objective.step_count
-                        bad = non_finite_terms(metrics)
-                        problem = (f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}" if bad
-                                   else self.divergence.update(metrics))
-                        if problem:
-                            return self._stop_diverged(problem, step)
-                        self.batch_in_epoch = b + 1
-                        self.log({"step": step, "epoch": self.epoch + 1, "batch": b + 1, **metrics,
-                                  "seconds": round(time.perf_counter() - started, 3)})
-                        warning = self.collapse.update(metrics)
-                        if warning:
-                            tqdm.write(f"warning (step {step}): {warning}")
-                            self.log({"event": "collapse_warning", "step": step, "message": warning})
-                        for name, value in metrics.items():
-                            sums[name] = sums.get(name, 0.0) + value
-                        count += 1
-                        bar.set_postfix_str(self._short(metrics), refresh=False)
-                        bar.update(1)
-                finally:
-                    bar.close()
-                if stop.requested and self.batch_in_epoch < len(batches):
-                    return self._stop_interrupted()
-                # the epoch is complete
-                self.epoch, self.batch_in_epoch, self.rng_state = self.epoch + 1, 0, rng.bit_generator.state
-                label_numbers = self._check_label_effect()           # before the save: its state is saved
-                stopped = self._save_if_finite()
+                stopped = self._run_epoch(stop, started)
                 if stopped:
                     return stopped
-                sample_path = None
-                if self.sample_fn is not None:
-                    sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
-                    self.sample_fn(sample_path)
-                means = {**{name: total / max(count, 1) for name, total in sums.items()}, **label_numbers}
-                seconds = time.perf_counter() - epoch_start
-                self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
-                          "steps_this_session": count, "seconds": round(seconds, 2), **means})
-                self.say(f"epoch {self.epoch}/{cfg.epochs} ({seconds:.0f} s, step {self.objective.step_count}): "
-                         f"{self._short(means)}" + (f" -> {sample_path}" if sample_path else ""))
-                if stop.requested:
-                    return self._stop_interrupted()
         self.say(f"done: {cfg.epochs} epochs, {self.objective.step_count} steps in "
                  f"{time.perf_counter() - started:.0f} s; checkpoint {self.checkpoint_path}")
         return "finished"
+
+    def _run_epoch(self, stop, started):
+        """One epoch (or the rest of one, after a resume): its batches, then the save, the sample
+        picture and the epoch's log line. Returns a stop status, or None to go on."""
+        cfg, n_pairs = self.config, len(self.train_set)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
+        order = rng.permutation(n_pairs)                                      # (P,) pair rows
+        batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
+        epoch_start = time.perf_counter()
+        stopped, sums, count = self._run_batches(batches, stop, started)
+        if stopped:
+            return stopped
+        if stop.requested and self.batch_in_epoch < len(batches):
+            return self._stop_interrupted()
+        # the epoch is complete
+        self.epoch, self.batch_in_epoch, self.rng_state = self.epoch + 1, 0, rng.bit_generator.state
+        stopped = self._end_epoch(sums, count, epoch_start)
+        if stopped:
+            return stopped
+        if stop.requested:
+            return self._stop_interrupted()
+        return None
+
+    def _run_batches(self, batches, stop, started):
+        """The epoch's remaining batches, with a progress bar. Returns (stop status or None,
+        summed metrics, steps taken)."""
+        from tqdm import tqdm
+        cfg = self.config
+        adversarial = self.epoch >= cfg.warmup_epochs
+        sums, count = {}, 0
+        bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
+                   mininterval=0.5,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
+        try:
+            for b in range(self.batch_in_epoch, len(batches)):
+                if stop.requested:
+                    break
+                metrics = self._step(b, batches[b], adversarial, started)
+                if isinstance(metrics, str):                 # a stop status
+                    return metrics, sums, count
+                for name, value in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+                bar.set_postfix_str(self._short(metrics), refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+        return None, sums, count
+
+    def _step(self, b, rows, adversarial, started):
+        """One optimisation step on batch b (its pair rows), logged and watched by the monitors.
+        Returns the step's metrics, or a stop status (bad data, divergence)."""
+        from tqdm import tqdm
+        batch = self.train_set.batch(rows)
+        if not all_finite(batch):       # the data's fault, not the optimiser's
+            return self._stop_bad_data(b + 1, rows)
+        metrics = self.objective.step(*batch, adversarial=adversarial)
+        step = self.objective.step_count
+        bad = non_finite_terms(metrics)
+        problem = (f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}" if bad
+                   else self.divergence.update(metrics))
+        if problem:
+            return self._stop_diverged(problem, step)
+        self.batch_in_epoch = b + 1
+        self.log({"step": step, "epoch": self.epoch + 1, "batch": b + 1, **metrics,
+                  "seconds": round(time.perf_counter() - started, 3)})
+        warning = self.collapse.update(metrics)
+        if warning:
+            tqdm.write(f"warning (step {step}): {warning}")
+            self.log({"event": "collapse_warning", "step": step, "message": warning})
+        return metrics
+
+    def _end_epoch(self, sums, count, epoch_start):
+        """After a complete epoch: the label-effect check, the checkpoint, the sample picture and
+        the epoch's log line. Returns a stop status, or None."""
+        label_numbers = self._check_label_effect()           # before the save: its state is saved
+        stopped = self._save_if_finite()
+        if stopped:
+            return stopped
+        sample_path = None
+        if self.sample_fn is not None:
+            sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
+            self.sample_fn(sample_path)
+        means = {**{name: total / max(count, 1) for name, total in sums.items()}, **label_numbers}
+        seconds = time.perf_counter() - epoch_start
+        self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
+                  "steps_this_session": count, "seconds": round(seconds, 2), **means})
+        self.say(f"epoch {self.epoch}/{self.config.epochs} ({seconds:.0f} s, step {self.objective.step_count}): "
+                 f"{self._short(means)}" + (f" -> {sample_path}" if sample_path else ""))
+        return None
 
     def _check_label_effect(self):
         """After an epoch: measure how much the output depends on the label, warn if it has stopped

@@ -104,6 +104,24 @@ def read_label_csv(csv_path):
 
     Every problem in the file is collected and raised as one DatasetError with counts.
     """
+    rows = _csv_rows(csv_path)
+    header = [h.strip().lower() for h in rows[0]]
+    body = [[cell.strip() for cell in r] + [""] * (len(header) - len(r)) for r in rows[1:]]
+    path_col, subject_col, group_col, au_cols, label_cols = _label_columns(csv_path, rows[0], header)
+    blank = [f"row {n}" for n, r in enumerate(body, 2) if not r[path_col] or not r[subject_col]]
+    if blank:
+        raise DatasetError(f"{csv_path}: {len(blank)} row(s) without a path or subject: {_listing(blank)}")
+    paths = [os.path.join(os.path.dirname(os.path.abspath(csv_path)), r[path_col]) for r in body]
+    check_image_paths(csv_path, body, path_col, paths)
+    subjects = [r[subject_col] for r in body]
+    groups = [r[group_col] for r in body] if group_col is not None else None
+    if au_cols:
+        return (paths, subjects, *_au_labels(csv_path, header, body, au_cols), "au", groups)
+    return (paths, subjects, *_class_labels(csv_path, header, body, label_cols[0]), "emotion", groups)
+
+
+def _csv_rows(csv_path):
+    """The CSV's non-empty rows (header first), with clear errors for unreadable files."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:    # utf-8-sig: Excel's BOM
             rows = list(csv.reader(f))
@@ -116,9 +134,11 @@ def read_label_csv(csv_path):
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise DatasetError(f"{csv_path} has no data rows.\n{FOLDER_HELP}")
-    header = [h.strip().lower() for h in rows[0]]
-    body = [[cell.strip() for cell in r] + [""] * (len(header) - len(r)) for r in rows[1:]]
+    return rows
 
+
+def _label_columns(csv_path, raw_header, header):
+    """(path, subject, group or None, AU columns, emotion/class columns) of the header, checked."""
     def column(names):
         hits = [header.index(n) for n in names if n in header]
         return hits[0] if hits else None
@@ -128,42 +148,39 @@ def read_label_csv(csv_path):
     au_cols = [i for i, h in enumerate(header) if re.fullmatch(r"au\d+", h)]
     label_cols = [c for c in (column(("emotion",)), column(("class", "label"))) if c is not None]
     if path_col is None or subject_col is None:
-        raise DatasetError(f"{csv_path}: the header {rows[0]} needs a 'path' and a 'subject' column."
+        raise DatasetError(f"{csv_path}: the header {raw_header} needs a 'path' and a 'subject' column."
                            f"\n{FOLDER_HELP}")
     if len(label_cols) + bool(au_cols) != 1:
-        raise DatasetError(f"{csv_path}: the header {rows[0]} must have exactly one kind of label: an "
+        raise DatasetError(f"{csv_path}: the header {raw_header} must have exactly one kind of label: an "
                            f"'emotion' column, a 'class' column, or AU columns.\n{FOLDER_HELP}")
-    unknown_aus = [rows[0][i].strip() for i in au_cols if header[i] not in [a.lower() for a in AUS]]
+    unknown_aus = [raw_header[i].strip() for i in au_cols if header[i] not in [a.lower() for a in AUS]]
     if unknown_aus:
         raise DatasetError(f"{csv_path}: {len(unknown_aus)} unknown AU column(s): {', '.join(unknown_aus)}; "
                            f"the AUs this project knows are {', '.join(AUS)}")
+    return path_col, subject_col, group_col, au_cols, label_cols
 
-    blank = [f"row {n}" for n, r in enumerate(body, 2) if not r[path_col] or not r[subject_col]]
-    if blank:
-        raise DatasetError(f"{csv_path}: {len(blank)} row(s) without a path or subject: {_listing(blank)}")
-    paths = [os.path.join(os.path.dirname(os.path.abspath(csv_path)), r[path_col]) for r in body]
-    check_image_paths(csv_path, body, path_col, paths)
-    subjects = [r[subject_col] for r in body]
-    groups = [r[group_col] for r in body] if group_col is not None else None
 
-    if au_cols:
-        names = tuple(a for a in AUS if a.lower() in [header[i] for i in au_cols])  # AUS order
-        order = [header.index(a.lower()) for a in names]
-        labels, bad = np.zeros((len(body), len(names)), np.float32), []
-        for n, r in enumerate(body):
-            for j, c in enumerate(order):
-                try:
-                    labels[n, j] = float(r[c] or 0)
-                except ValueError:
-                    labels[n, j] = np.nan
-                if not 0.0 <= labels[n, j] <= 1.0:
-                    bad.append(f"row {n + 2} {names[j]}={r[c]!r}")
-        if bad:
-            raise DatasetError(f"{csv_path}: {len(bad)} AU value(s) are not numbers in [0, 1] (divide "
-                               f"0-5 intensities by 5): {_listing(bad)}")
-        return paths, subjects, labels, names, "au", groups
+def _au_labels(csv_path, header, body, au_cols):
+    """(labels (N, L) in [0, 1], AU names in AUS order) from the AU columns."""
+    names = tuple(a for a in AUS if a.lower() in [header[i] for i in au_cols])  # AUS order
+    order = [header.index(a.lower()) for a in names]
+    labels, bad = np.zeros((len(body), len(names)), np.float32), []
+    for n, r in enumerate(body):
+        for j, c in enumerate(order):
+            try:
+                labels[n, j] = float(r[c] or 0)
+            except ValueError:
+                labels[n, j] = np.nan
+            if not 0.0 <= labels[n, j] <= 1.0:
+                bad.append(f"row {n + 2} {names[j]}={r[c]!r}")
+    if bad:
+        raise DatasetError(f"{csv_path}: {len(bad)} AU value(s) are not numbers in [0, 1] (divide "
+                           f"0-5 intensities by 5): {_listing(bad)}")
+    return labels, names
 
-    col = label_cols[0]
+
+def _class_labels(csv_path, header, body, col):
+    """(one-hot labels (N, L), names) from an 'emotion' or a 'class' column."""
     if header[col] == "emotion":
         values = [r[col].lower() for r in body]
         unknown = [f"row {n} {r[col]!r}" for n, r in enumerate(body, 2) if r[col].lower() not in EMOTIONS]
@@ -183,8 +200,7 @@ def read_label_csv(csv_path):
         if empty:
             raise DatasetError(f"{csv_path}: {len(empty)} row(s) without a class: {_listing(empty)}")
     lookup = {name: i for i, name in enumerate(names)}
-    labels = np.stack([one_hot(lookup[v], len(names)) for v in values])
-    return paths, subjects, labels, names, "emotion", groups
+    return np.stack([one_hot(lookup[v], len(names)) for v in values]), names
 
 
 def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, progress=True, seed=0,

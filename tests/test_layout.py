@@ -1,0 +1,88 @@
+"""The shape of the code: short functions, one-way dependencies, a clean linter, no path hacks."""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "tinycdaae"
+MAX_FUNCTION_LINES = 60
+# What the data pipeline must never load: the network, the objective, training.
+NETWORK_SIDE = {"tinycdaae.model", "tinycdaae.objective", "tinycdaae.training", "tinycdaae.layers",
+                "tinycdaae.checkpoint"}
+
+
+def modules():
+    """{dotted name: path} of every module in the package."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def package_imports(name, path):
+    """The package modules `name` imports (top level or inside functions), as dotted names."""
+    is_package = path.name == "__init__.py"
+    here = name.split(".") if is_package else name.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("tinycdaae")}
+        elif isinstance(node, ast.ImportFrom):
+            base = here[:len(here) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            if target.startswith("tinycdaae"):
+                out.add(target)
+                out |= {f"{target}.{a.name}" for a in node.names}   # `from . import grids`
+    return out
+
+
+def import_graph():
+    mods = modules()
+    return {name: {m for m in package_imports(name, path) if m in mods} for name, path in mods.items()}
+
+
+def test_every_function_is_at_most_60_lines():
+    long = []
+    for path in [*PACKAGE.rglob("*.py"), REPO / "run.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these into named steps:\n" + "\n".join(long)
+
+
+def test_the_data_pipeline_never_imports_the_network_objective_or_training():
+    graph = import_graph()
+    for start in [m for m in graph if m.startswith("tinycdaae.data")]:
+        seen, todo = set(), [start]
+        while todo:                                   # everything `start` loads, transitively
+            for m in graph[todo.pop()] - seen:
+                seen.add(m)
+                todo.append(m)
+        assert not seen & NETWORK_SIDE, f"{start} loads {sorted(seen & NETWORK_SIDE)}"
+
+
+def test_the_package_and_the_command_line_do_not_touch_sys_path():
+    for path in [*PACKAGE.rglob("*.py"), REPO / "run.py"]:
+        assert "sys.path.insert" not in path.read_text(), path
+
+
+def test_every_design_reference_names_a_file_in_the_repository():
+    for path in [*PACKAGE.rglob("*.py"), *REPO.glob("*.md"), *(REPO / "docs").glob("*.md")]:
+        assert "DESIGN.md" not in path.read_text(), f"{path}: docs/design.md is the design document"
+
+
+@pytest.mark.skipif(os.environ.get("TINYCDAAE_TEST_DEVICE", "cpu") != "cpu",
+                    reason="the linter reads source, not arrays: it runs once, on the cpu pass")
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff")
+    command = [ruff] if ruff else [sys.executable, "-m", "ruff"]
+    result = subprocess.run([*command, "check", str(REPO)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
