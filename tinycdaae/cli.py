@@ -51,10 +51,10 @@ TRAIN_DEFAULTS = {
     "labels": "emotion",      # synthetic only: the 8 emotions (RaFD-like) or 12 AU intensities (DISFA-like)
     "subjects": 200,          # synthetic only: people rendered (150 train, 50 held out); with 40 it overfitted
     "skip": "n2",             # the paper's choice
-    "width": 0.25,            # channels 16-32-64-128: ~10x cheaper than the reference, see README
+    "width": 0.25,            # channels 16-32-64-128: ~10x cheaper than the reference, see docs/cli.md
     "fold": 0,
     "folds": 4,               # the paper's 4-fold subject-independent cross-validation
-    "epochs": 10,             # measured: recognisable expressions on held-out synthetic people, README
+    "epochs": 10,             # measured: recognisable expressions on held-out synthetic people, docs/cli.md
     "batch_size": 32,         # paper
     "seed": 0,
     "recipe": DEFAULT_RECIPE, # the optimisation settings below come from it (tinycdaae/recipes.py)
@@ -547,7 +547,7 @@ def draw_generated(model, faces, asked, n_labels, out, args):
 # checkpoints on the people their run held out; `compare` trains the four variants with one
 # budget and then evaluates them, in one call.
 EVALUATE_DATA_OPTIONS = ("dataset", "data_dir", "labels", "subjects", "fold", "folds")
-COMPARE_DEFAULTS = {   # the train command's defaults; the time it takes is measured in README "Evaluation"
+COMPARE_DEFAULTS = {   # the train command's defaults; the time it takes is measured in docs/evaluation.md
     "epochs": TRAIN_DEFAULTS["epochs"],       # 10 epochs = 9000 steps per variant at 200 people
     "width": TRAIN_DEFAULTS["width"],         # channels 16-32-64-128
     "subjects": TRAIN_DEFAULTS["subjects"],   # 150 people to train on, 50 held out (fold 0 of 4)

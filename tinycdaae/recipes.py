@@ -38,7 +38,7 @@ RECIPES = {
 }
 DEFAULT_RECIPE = "stable"
 
-# Why each setting of "stable" differs from the paper's (printed by `run.py --help`, README).
+# Why each setting of "stable" differs from the paper's (printed by `run.py --help`, docs/design.md).
 STABLE_REASONS = {
     "lr_d_e": "D_E learns as fast as the encoder it judges (1e-3, was 1e-4), so it follows z "
               "instead of being outrun by it",

@@ -167,7 +167,7 @@ class LabelEffectMonitor:
     fraction of that; one that copies its input or ignores the label, by almost nothing.
 
     It warns, once, when the ratio stays below `threshold` for `patience` epochs in a row after
-    the first `grace` epochs (every network starts by copying its input; see README)."""
+    the first `grace` epochs (every network starts by copying its input; see docs/stability.md)."""
 
     def __init__(self, threshold, patience, grace):          # defaults: TrainConfig
         self.threshold, self.patience, self.grace = threshold, patience, grace

@@ -762,7 +762,7 @@ def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
 # Contact sheet (the command line).
 # ---------------------------------------------------------------------------------------------
 def contact_sheet(n_identities=12, n_steps=6, scale=3, seed=0):
-    """The picture in the README: (H, W, 3) uint8.
+    """The picture in docs/datasets.md (docs/synthetic_faces.png): (H, W, 3) uint8.
 
     Left: identities (rows) x the 8 emotions (columns, labels.EMOTIONS order), frontal gaze, with
     a 9th and 10th column showing the same person looking left and right while neutral.

@@ -12,7 +12,7 @@ align.TEMPLATE, so the chip is one fixed similarity of the crop: CHIP_FROM_CROP,
 template's landmarks where dlib's chip puts the same photo's landmarks (measured on the London
 test photos by `measure_chip_transform`; tests/test_face_identity.py re-measures it). The crop is
 upsampled bilinearly through that map; the whole chip lies inside the crop, so no padding is
-invented. What a 32×32 face still tells the network is measured in README, "Evaluation".
+invented. What a 32×32 face still tells the network is measured in docs/evaluation.md.
 
 dlib is imported inside functions: importing this module never needs it.
 """

@@ -100,7 +100,7 @@ def ssim(a, b, data_range=DATA_RANGE, sigma=SSIM_SIGMA, radius=SSIM_RADIUS):
 # (align.py's template; the renderer draws them there). Identity is judged inside it: outside lie
 # the backdrop and clothes, and in the synthetic set each person has a backdrop colour of their
 # own — a cue that survives even when a network draws somebody else's face (measured: the
-# no-connection control keeps 89% whole-image hits but 39% face hits; README, Evaluation).
+# no-connection control keeps 89% whole-image hits but 39% face hits; docs/evaluation.md).
 FACE_ELLIPSE = (16.5 / 32, 15.5 / 32, 12 / 32, 9 / 32)
 
 

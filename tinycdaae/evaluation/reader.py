@@ -12,7 +12,7 @@ from ..losses import softmax_cross_entropy
 from ..optim import Adam
 
 # ------------------------------------------------------------------------ expression classifier
-READER_FACES_SEEN = 10800   # default training length: 15 epochs of 30 people's 720 faces (measured, README)
+READER_FACES_SEEN = 10800   # default training length: 15 epochs of 30 people's 720 faces (measured, docs/evaluation.md)
 
 
 @dataclass
