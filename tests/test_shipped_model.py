@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinycdaae import checkpoint
+from tinycdaae import backend, checkpoint
 from tinycdaae.evaluation import ClassifierConfig, ExpressionReader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,12 +34,20 @@ def test_the_model_file_is_small_and_describes_itself():
 
 
 @pytest.fixture(scope="module")
-def photos_and_reader(tmp_path_factory):
-    """The six people's aligned photos and a reader trained on the 156 London photos."""
+def photos_and_reader(tmp_path_factory, request):
+    """The six people's aligned photos and a reader trained on the 156 London photos. Module-scoped
+    fixtures are made before the per-test `device` fixture switches the backend, so the reader is
+    built on the chosen device here (its weights must live where the tests' arrays will)."""
+    import conftest
+
     from tinycdaae.data.align import align_file
     from tinycdaae.data.datasets import load_dataset
     london = load_dataset("london", cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
-    reader = ExpressionReader("emotion", 2, ClassifierConfig(seed=0)).fit(london.images, london.labels)
+    conftest._select(request.config.getoption("--device"))
+    try:
+        reader = ExpressionReader("emotion", 2, ClassifierConfig(seed=0)).fit(london.images, london.labels)
+    finally:
+        backend.use("cpu")
     faces = {(person, label): align_file(os.path.join(LONDON, f"{person}_{label}.jpg")).image
              for person in PEOPLE for label in ("neutral", "happy")}
     return faces, reader
