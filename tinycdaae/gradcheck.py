@@ -167,7 +167,7 @@ def layer_checks():
 
 def network_checks(skips=("n1", "n2", "n3", "none"), width=0.0625, entries_per_param=3, seed=0):
     """Whole-network checks, one row per (variant, objective): the autoencoder objective
-    α·L_R + β1·L_E + β2·L_G with respect to E1, E2, G1, G2 (and, since it backprops through them,
+    α·L_R + β1·L_E^ns + β2·L_G^ns with respect to E1, E2, G1, G2 (and, since it backprops through them,
     D_E and D_G), and the discriminator objective L_D_E + L_D_G with respect to D_E and D_G.
 
     Small width (channels 4-8-16-32), float64, a few random entries of every Param. The weights

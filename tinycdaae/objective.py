@@ -11,10 +11,13 @@ logits, BCE(z, y) = −[y log σ(z) + (1 − y) log(1 − σ(z))]:
     discriminators:  L_D_E = BCE(D_E(z*), 1) + BCE(D_E(z), 0)
                      L_D_G = BCE(D_G(x_s), 1) + BCE(D_G(x̂), 0)
     autoencoder:     α·MSE(x̂, x_t) + β1·BCE(D_E(z), 1) + β2·BCE(D_G(x̂), 1)
+                   = α·L_R + β1·L_E^ns + β2·L_G^ns   (log keys loss_R, loss_E, loss_G, loss_total)
 
 The autoencoder's adversarial terms use the non-saturating form (maximise log D(fake), i.e.
 minimise BCE(D(fake), 1)) rather than minimising log(1 − D(fake)), whose gradient vanishes
-exactly when the discriminator wins — the usual GAN practice.
+exactly when the discriminator wins — the usual GAN practice. These non-saturating terms are
+L_E^ns = BCE(D_E(z), 1) ≥ 0 and L_G^ns = BCE(D_G(x̂), 1) ≥ 0: not the min–max values L_E, L_G ≤ 0
+of eqs. 4-5, so the logged loss_total is not eq. 2's value.
 
 One step: one forward of E and G; one update of D_E and D_G together (Adam, lr 1e-4) on that
 (fixed) z and x̂; then one update of E and G (Adam, lr 1e-3) through the *updated*
@@ -34,8 +37,8 @@ from .optim import Adam
 @dataclass
 class ObjectiveConfig:
     alpha: float = 1.0            # weight of the reconstruction loss L_R (paper: 1)
-    beta1: float = 1e-2           # weight of the latent adversarial loss L_E (paper: 1e-2)
-    beta2: float = 1e-3           # weight of the image adversarial loss L_G (paper: 1e-3)
+    beta1: float = 1e-2           # weight of the latent adversarial term (L_E; E minimises L_E^ns) (paper: 1e-2)
+    beta2: float = 1e-3           # weight of the image adversarial term (L_G; G minimises L_G^ns) (paper: 1e-3)
     lr_autoencoder: float = 1e-3  # Adam learning rate for E and G (paper: 1e-3)
     lr_d_e: float = 1e-4          # Adam learning rate for D_E (paper: 1e-4; lower it if D_E overpowers E)
     lr_d_g: float = 1e-4          # Adam learning rate for D_G (paper: 1e-4)
@@ -79,7 +82,7 @@ def discriminator_pass(model, x_s, z, x_hat, z_prior, real_label=1.0):
 
 
 def autoencoder_pass(model, x_t, forward, config, adversarial=True):
-    """α·L_R + β1·L_E + β2·L_G for one autoencoder forward; accumulates E and G gradients.
+    """α·L_R + β1·L_E^ns + β2·L_G^ns for one autoencoder forward; accumulates E and G gradients.
     `forward` is model.autoencode(x_s, l_t)'s result. With adversarial=False only α·L_R (warm-up).
     D's parameter gradients are touched too (we backprop *through* D); the D step clears them."""
     x_hat, z, _, cache = forward
@@ -89,12 +92,12 @@ def autoencoder_pass(model, x_t, forward, config, adversarial=True):
     dz = None
     if adversarial:
         logit_z, cache_z = model.D_E.forward(z)
-        loss_e, dlogit_z = bce_with_logits(logit_z, backend.xp.ones_like(logit_z))   # non-saturating
+        loss_e, dlogit_z = bce_with_logits(logit_z, backend.xp.ones_like(logit_z))   # non-saturating: L_E^ns
         dz = model.D_E.backward(dlogit_z * config.beta1, cache_z)          # (N, latent)
         logit_x, cache_x = model.D_G.forward(x_hat)
         loss_g, dlogit_x = bce_with_logits(logit_x, backend.xp.ones_like(logit_x))
         dx_hat = dx_hat + model.D_G.backward(dlogit_x * config.beta2, cache_x)
-        out.update(loss_E=loss_e, loss_G=loss_g)
+        out.update(loss_E=loss_e, loss_G=loss_g)                            # L_E^ns, L_G^ns
         total = config.alpha * loss_r + config.beta1 * loss_e + config.beta2 * loss_g
     else:
         total = config.alpha * loss_r

@@ -8,7 +8,7 @@ discriminators, no warm-up, no label smoothing. With it, N2 learns the label in 
 What breaks in the failing seeds, measured step by step by scripts/diagnose_latent.py (plots in
 docs/stability.md):
 
-  1. The encoder drifts. The non-saturating L_E pushes z toward whatever D_E currently calls
+  1. The encoder drifts. The non-saturating L_E^ns = BCE(D_E(z), 1) pushes z toward whatever D_E currently calls
      "real", and D_E, learning 10x slower than the encoder, cannot push back in time: z's mean
      wanders off the prior (‖z‖ climbs from ~3 to ~100 over a few hundred steps, against ≈ 10
      for N(0, I)) while its spread stays small.
@@ -16,7 +16,7 @@ docs/stability.md):
      until its tanh sits on its flat ends (|d| = 1 everywhere). From that step on, the
      difference d no longer depends on the label (label effect -> 0: every target gives the
      same face) and no gradient of L_R reaches z through G1 (it falls 100-1000x).
-  3. z runs free. With L_R silent, only L_E acts on z: ‖z‖ explodes (10^4), and D_E, still
+  3. z runs free. With L_R silent, only L_E^ns acts on z: ‖z‖ explodes (10^4), and D_E, still
      slow, ends *confidently wrong*: it calls the codes real and prior samples fake, its loss
      far above chance (tens to hundreds). That last state is what the log shows; the failure
      started at step 1.

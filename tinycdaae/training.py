@@ -87,11 +87,11 @@ class LatentCollapseMonitor:
     `window` adversarial steps stays far from chance in either direction:
 
       - far above (L_D_E > FAR · 2 ln 2): D_E is wrong about most samples. Either the encoder's
-        codes fool it (L_E -> 0: "collapse"), or it is *confidently wrong* (accuracy near 0: it
+        codes fool it (L_E^ns -> 0: "collapse"), or it is *confidently wrong* (accuracy near 0: it
         calls codes real and prior samples fake) because the encoder drives z to wherever D_E
         last said "real" faster than D_E can follow. Either way the prior no longer shapes z.
       - far below (L_D_E < 2 ln 2 / FAR, or accuracy >= 0.99): D_E tells codes from prior
-        samples every time; the encoder's L_E gradient is then large and may drown L_R's.
+        samples every time; the encoder's L_E^ns gradient is then large and may drown L_R's.
 
     A sign must last `patience` steps in a row to be reported; it is reported once until it
     clears. Training is never stopped for it: it is a warning with the numbers and advice.
@@ -111,7 +111,7 @@ class LatentCollapseMonitor:
         """A sentence describing the running means if they show a sign, else None."""
         mean_d, mean_e, mean_acc = (float(np.mean(q)) for q in (self.loss_d_e, self.loss_e, self.acc_d_e))
         numbers = (f"over the last {self.window} steps L_D_E = {mean_d:.2f} (chance {CHANCE_LOSS_D:.2f}), "
-                   f"L_E = {mean_e:.3f}, acc_D_E = {mean_acc:.2f}")
+                   f"L_E^ns = {mean_e:.3f}, acc_D_E = {mean_acc:.2f}")
         if mean_d > self.FAR * CHANCE_LOSS_D:
             if mean_acc <= 0.01:
                 return ("D_E is confidently wrong: it calls the encoder's codes real and N(0, I) samples "
@@ -556,7 +556,7 @@ class Trainer:
     @staticmethod
     def _short(metrics):
         """The loss terms for the progress bar and the epoch line."""
-        names = (("loss_R", "L_R", ".4f"), ("loss_E", "L_E", ".3f"), ("loss_G", "L_G", ".3f"),
+        names = (("loss_R", "L_R", ".4f"), ("loss_E", "L_E^ns", ".3f"), ("loss_G", "L_G^ns", ".3f"),
                  ("loss_D_E", "L_D_E", ".3f"), ("loss_D_G", "L_D_G", ".3f"),
                  ("acc_D_E", "acc_D_E", ".2f"), ("acc_D_G", "acc_D_G", ".2f"),
                  ("label_effect_ratio", "label_effect", ".2f"))
