@@ -46,6 +46,20 @@ def pytest_configure(config):
     os.environ["TINYCDAAE_TEST_DEVICE"] = device
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under --device strict, leave out the tests whose code under test runs in another process
+    (run.py in a subprocess, a notebook kernel): that process picks its own device (--device cpu),
+    so on the stand-in they would repeat the cpu pass and check nothing new. They are the tests
+    marked other_process, and those asking for `env`, test_cli.py's subprocess environment."""
+    if config.getoption("--device") != "strict":
+        return
+    elsewhere = [item for item in items
+                 if item.get_closest_marker("other_process") or "env" in getattr(item, "fixturenames", ())]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if item not in elsewhere]
+
+
 def pytest_report_header(config):
     return f"tinycdaae test device: {config.getoption('--device')}"
 

@@ -237,6 +237,7 @@ def compared(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.other_process
 def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
     out, result = compared
     for name in ("results.md", "results.json", "samples.png", "confusion_n2.png", "confusion_none.png",
@@ -253,6 +254,7 @@ def test_compare_trains_the_variants_and_writes_tables_and_pictures(compared):
     assert again.returncode == 0 and "already done 1 epochs" in again.stdout
 
 
+@pytest.mark.other_process
 def test_evaluate_copy_baseline_equals_the_metrics_computed_directly(compared):
     from tinycdaae.data.datasets import load_dataset, split_for_training
     run_dir, _ = compared
@@ -274,6 +276,7 @@ def test_evaluate_copy_baseline_equals_the_metrics_computed_directly(compared):
     assert results["order"] == ["n2", "copy input"]
 
 
+@pytest.mark.other_process
 def test_evaluate_refuses_another_fold_and_a_missing_checkpoint(compared, tmp_path):
     run_dir, _ = compared
     other_fold = run_cli("evaluate", "--checkpoint", run_dir / "n2", "--fold", "1", "--out", tmp_path)
@@ -342,6 +345,7 @@ def test_synthetic_faces_are_not_judged_by_dlib(tmp_path):
     assert results["identity_dlib"] is None and "identity_dlib_top1" not in results["summary"]["copy input"]
 
 
+@pytest.mark.other_process
 def test_compare_on_the_built_in_london_photos(tmp_path):
     pytest.importorskip("dlib")
     result = run_cli("compare", "--dataset", "london", "--variants", "n2", "--folds", "2", "--width", "0.0625",

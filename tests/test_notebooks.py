@@ -16,6 +16,7 @@ def test_there_are_chapters():
     assert len(NOTEBOOKS) >= 7, NOTEBOOKS
 
 
+@pytest.mark.other_process
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_top_to_bottom(path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -74,6 +74,7 @@ def test_it_makes_neutral_faces_smile_and_smiling_faces_neutral(photos_and_reade
     assert (reader.predict(neutral) == 0).all() and (reader.predict(happy) == 1).all()
 
 
+@pytest.mark.other_process
 def test_generate_without_a_checkpoint_uses_the_built_in_model(tmp_path):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "TINYCDAAE_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "generate", "--image",

@@ -130,6 +130,7 @@ Trainer(objective, train_set, TrainConfig(epochs=2, batch_size=128, seed=order_s
 """
 
 
+@pytest.mark.other_process
 def test_recipe_paper_on_the_command_line_is_the_paper_bit_for_bit(tmp_path):
     """`run.py --recipe paper` trains exactly what the library does with the paper's settings
     (ObjectiveConfig's defaults, which are the paper's: test_paper_recipe_is_the_papers_settings)."""
