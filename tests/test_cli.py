@@ -505,3 +505,19 @@ def test_manifold_and_interpolation_labels():
     assert labels[:, :, [0, 1, 3, 4, 5, 7, 8, 9, 10, 11]].sum() == 0
     strip = grids.interpolation_labels(np.eye(8)[1], np.eye(8)[7], steps=5)
     assert np.allclose(strip[:, 1], [1, 0.75, 0.5, 0.25, 0]) and np.allclose(strip.sum(1), 1)
+
+
+def test_flip_mirrors_and_resumes_bit_exactly(env, tmp_path):
+    """--flip changes what is learnt (mirrored pairs), and a resumed --flip run mirrors the same
+    pairs as an uninterrupted one: the coins come from (seed, step), not from unsaved state."""
+    plain, straight, resumed = tmp_path / "plain", tmp_path / "straight", tmp_path / "resumed"
+    for result in (cli(env, *TINY, "--epochs", 2, "--out", plain),
+                   cli(env, *TINY, "--epochs", 2, "--flip", "--out", straight),
+                   cli(env, *TINY, "--epochs", 1, "--flip", "--out", resumed),
+                   cli(env, "--resume", "--out", resumed, "--epochs", 2)):
+        assert result.returncode == 0, result.stderr
+    a, b, c = (weights(run / "checkpoint.npz")[0] for run in (straight, resumed, plain))
+    params = [k for k in a if k.startswith("param/")]
+    assert all(np.array_equal(a[k], b[k]) for k in params)
+    assert any(not np.array_equal(a[k], c[k]) for k in params)
+    assert checkpoint.read(resumed / "checkpoint.npz")[0]["extra"]["options"]["flip"] is True

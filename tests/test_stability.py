@@ -150,3 +150,22 @@ def test_recipe_paper_on_the_command_line_is_the_paper_bit_for_bit(tmp_path):
     assert len(weights) > 20 and all(np.array_equal(cli_arrays[k], lib_arrays[k]) for k in weights)
     paper = checkpoint.read(str(out / "checkpoint.npz"), arrays=False)[0]["objective_config"]
     assert paper["lr_d_e"] == 1e-4 and paper["adam_beta1"] == 0.9
+
+
+# ----------------------------------------------------------------- mirroring (data augmentation)
+def test_mirror_half_mirrors_input_and_target_together_and_repeats_per_step(faces):
+    from tinycdaae.training import mirror_half
+    x_s, x_t, l_t = faces[0].batch(np.arange(64))
+    out_s, out_t, out_l = mirror_half((x_s, x_t, l_t), seed=3, step=7)
+    mirrored_s = [not np.array_equal(out_s[i], x_s[i]) for i in range(64)]
+    mirrored_t = [not np.array_equal(out_t[i], x_t[i]) for i in range(64)]
+    assert mirrored_s == mirrored_t, "a pair's input and target must be mirrored together"
+    assert 16 <= sum(mirrored_s) <= 48                     # about half (Binomial(64, 1/2))
+    for i in np.flatnonzero(mirrored_s):                  # mirrored means W reversed, nothing else
+        assert np.array_equal(out_s[i], x_s[i][..., ::-1]) and np.array_equal(out_t[i], x_t[i][..., ::-1])
+    assert out_l is l_t                                   # the label of a mirrored face is the same
+    again = mirror_half((x_s, x_t, l_t), seed=3, step=7)  # (seed, step) decide: a resumed run repeats it
+    assert np.array_equal(again[0], out_s) and np.array_equal(again[1], out_t)
+    other = mirror_half((x_s, x_t, l_t), seed=3, step=8)
+    assert not np.array_equal(other[0], out_s)
+    assert np.array_equal(faces[0].batch(np.arange(64))[0], x_s), "the training set itself is untouched"

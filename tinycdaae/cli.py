@@ -146,6 +146,9 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
                         help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
                              f"the flag alone means S=0.1 ({recipe_default('label_smoothing')})")
+    recipe.add_argument("--flip", action=argparse.BooleanOptionalAction, help="mirror a random half of "
+                        "each batch's pairs left-right, input and target together; measured in "
+                        f"docs/stability.md ({recipe_default('flip', '')})")
 
 
 
@@ -241,6 +244,7 @@ def resolve_train_options(args):
     check_stored_options(stored, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
+    stored = {"flip": False, **stored}   # runs from before --flip existed never mirrored
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:
@@ -271,7 +275,7 @@ def check_stored_options(stored, path):
         raise checkpoint.CheckpointError(f"{path}: its stored run options are damaged (not a table)")
     types = option_types()
     bad = [f"{k}={v!r}" for k, v in stored.items()
-           if k in types and (not isinstance(v, types[k]) or isinstance(v, bool))]
+           if k in types and (not isinstance(v, types[k]) or isinstance(v, bool) != (types[k] is bool))]
     if bad:
         raise checkpoint.CheckpointError(f"{path}: stored run options of the wrong type: {', '.join(bad)}; "
                                          f"the checkpoint was damaged or edited by hand")
@@ -314,7 +318,7 @@ def train_configs(o, label_dim=8):
         return (ModelConfig(skip=o["skip"], width=o["width"], label_dim=label_dim, seed=weight_seed),
                 objective_config(o, prior_seed),
                 TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
-                            seed=order_seed))
+                            seed=order_seed, flip=o["flip"]))
     except ConfigError as err:
         raise UsageError(f"{flag(err.field)} {err.reason}") from None
 

@@ -28,13 +28,13 @@ never saturates. Everything else is the paper's.
 from .errors import ConfigError
 from .objective import ObjectiveConfig
 
-RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing")
+RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing", "flip")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-              "label_smoothing": 0.0},
+              "label_smoothing": 0.0, "flip": False},
     "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-               "label_smoothing": 0.0},
+               "label_smoothing": 0.0, "flip": False},
 }
 DEFAULT_RECIPE = "stable"
 

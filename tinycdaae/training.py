@@ -55,6 +55,7 @@ class TrainConfig:
     batch_size: int = 32              # the paper's batch size
     warmup_epochs: int = 0            # epochs of reconstruction only (no D updates) before eqs 4-5; paper: 0
     seed: int = 0                     # seed of the data order (the weights and the prior have their own)
+    flip: bool = False                # mirror each pair (input and target together) with probability 1/2
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
@@ -241,6 +242,19 @@ def label_probe(faceset, n_faces=32, max_pairs=1024):
     rows = np.unique(labels, axis=0)
     rows = rows if len(rows) <= 16 else np.eye(labels.shape[1], dtype=np.float32)
     return faces, rows, data_change
+
+
+def mirror_half(batch, seed, step):
+    """Mirror a random half of the pairs left-right, input and target together. The label stays:
+    an emotion, or DISFA's AU intensities, which are coded for both sides of the face. The coin
+    flips come from (seed, step), not from a stream that would have to be saved, so a resumed
+    run mirrors exactly the pairs an uninterrupted one would."""
+    x_s, x_t, l_t = batch                                    # (B,3,H,W), (B,3,H,W), (B,L)
+    mirrored = np.random.default_rng((seed, step)).random(len(x_s)) < 0.5          # (B,) bool
+    x_s, x_t = x_s.copy(), x_t.copy()
+    x_s[mirrored] = x_s[mirrored][..., ::-1]                 # W is the last axis
+    x_t[mirrored] = x_t[mirrored][..., ::-1]
+    return x_s, x_t, l_t
 
 
 def all_finite(arrays):
@@ -502,6 +516,8 @@ class Trainer:
         Returns the step's metrics, or a stop status (bad data, divergence)."""
         from tqdm import tqdm
         batch = self.train_set.batch(rows)
+        if self.config.flip:
+            batch = mirror_half(batch, self.config.seed, self.objective.step_count)
         if not all_finite(batch):       # the data's fault, not the optimiser's
             return self._stop_bad_data(b + 1, rows)
         metrics = self.objective.step(*batch, adversarial=adversarial)
