@@ -50,11 +50,14 @@ def pytest_collection_modifyitems(config, items):
     """Under --device strict, leave out the tests whose code under test runs in another process
     (run.py in a subprocess, a notebook kernel): that process picks its own device (--device cpu),
     so on the stand-in they would repeat the cpu pass and check nothing new. They are the tests
-    marked other_process, and those asking for `env`, test_cli.py's subprocess environment."""
+    marked other_process, and those asking for `env`, test_cli.py's subprocess environment. Also
+    left out: the tests marked long_training (hundreds of steps), whose device discipline the
+    shorter training tests already check, step for step the same code, on the stand-in."""
     if config.getoption("--device") != "strict":
         return
     elsewhere = [item for item in items
-                 if item.get_closest_marker("other_process") or "env" in getattr(item, "fixturenames", ())]
+                 if item.get_closest_marker("other_process") or item.get_closest_marker("long_training")
+                 or "env" in getattr(item, "fixturenames", ())]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
         items[:] = [item for item in items if item not in elsewhere]

@@ -55,6 +55,7 @@ def test_d_e_warning_fires_when_d_e_overpowers_a_frozen_encoder(tmp_path, faces)
     assert status == "finished" and len(d_e) == 1 and "overpowering" in d_e[0]["message"]
 
 
+@pytest.mark.long_training
 def test_no_warning_with_the_default_recipe(tmp_path, faces):
     options = objective_config(RECIPES["stable"]).__dict__
     options = {k: v for k, v in options.items() if k != "prior_seed"}
@@ -69,6 +70,7 @@ def test_no_warning_with_the_default_recipe(tmp_path, faces):
 
 
 # ------------------------------------------------------------------------ the label stops mattering
+@pytest.mark.long_training
 def test_label_warning_fires_when_the_output_ignores_the_label(tmp_path, faces):
     """An autoencoder that cannot learn (lr 1e-9) stays at its initial, label-blind output."""
     status, warnings, trainer = train(tmp_path, faces[0], {"lr_autoencoder": 1e-9}, epochs=8,
