@@ -521,3 +521,14 @@ def test_flip_mirrors_and_resumes_bit_exactly(env, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in params)
     assert any(not np.array_equal(a[k], c[k]) for k in params)
     assert checkpoint.read(resumed / "checkpoint.npz")[0]["extra"]["options"]["flip"] is True
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_without_a_traceback(env):
+    """`run.py --help | head -0`: the reader has hung up before the help is written (the pipe is
+    closed at once; the interpreter takes far longer to start than that)."""
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "run.py"), "--help"], env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

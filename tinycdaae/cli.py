@@ -183,9 +183,14 @@ def add_generate_options(p):
                    help="cpu (default: one face is quick) or gpu / auto")
 
 
+def program_name():
+    """`tinycdaae` when run as the installed command; `run.py` otherwise (python run.py, python -m)."""
+    return "tinycdaae" if os.path.basename(sys.argv[0]) == "tinycdaae" else "run.py"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=program_name(), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="tinycdaae: the Conditional Difference Adversarial Autoencoder (Zhou & Shi 2017)\n"
                     "in NumPy. `train` is the default command: `python run.py` trains on the\n"
                     "built-in synthetic faces.",
@@ -744,6 +749,16 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evalua
 
 
 def main(argv=None):
+    """The command line (run.py and the `tinycdaae` command). Output piped into a reader that
+    stops early (`tinycdaae --help | head`) ends quietly, without a traceback."""
+    try:
+        return run_command(argv)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 1
+
+
+def run_command(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["gradcheck"]:             # its own parser (tinycdaae.gradcheck.main)
@@ -760,9 +775,9 @@ def main(argv=None):
         return COMMANDS[args.command](args)
     except (UsageError, DatasetError, checkpoint.CheckpointError, backend.BackendError,
             RunFolderError) as err:
-        print(f"run.py {args.command}: error: {err}", file=sys.stderr)
+        print(f"{program_name()} {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:                 # Ctrl-C outside the training loop (e.g. loading data)
-        print(f"run.py {args.command}: interrupted", file=sys.stderr)
+        print(f"{program_name()} {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
