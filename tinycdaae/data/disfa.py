@@ -2,7 +2,8 @@
 
 27 people, one left-camera video each (LeftVideoSN001_comp.avi ..., 4845 frames) and one label
 file per AU (SN001_au1.txt ..., lines `frame,intensity`, frames numbered from 1, intensity 0-5,
-divided by 5 here). Every labelled frame is aligned once (about 130,000; spread over the cores).
+divided by 5 here). Every labelled frame is aligned once (about 130,000): each video is decoded
+once, front to back, by one worker that tracks the face from frame to frame (prepare._align_video).
 
 Pairs are sampled *per training fold* (the paper): for each AU up to 2000 frames where that AU is
 non-zero, plus 1000 frames with every AU zero; each target gets a random frame of the same person

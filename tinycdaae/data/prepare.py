@@ -31,14 +31,24 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..files import atomic_write
-from .align import ALIGN_VERSION, CROP, NoFaceError, UnreadableImageError, align_face, read_image, uint8_to_network
+from .align import (
+    ALIGN_VERSION,
+    CROP,
+    TRACK_DETECT_EVERY,
+    FaceTracker,
+    NoFaceError,
+    UnreadableImageError,
+    align_face,
+    crop_face,
+    read_image,
+    uint8_to_network,
+)
 from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
 IMAGES_PER_JOB = 32   # images handed to a worker at a time: big enough to hide the pool's overhead
-# Video frames per job. A job decodes its video from the start (see _align_video), ~6 ms per
-# skipped 1024x768 frame against ~85 ms to align one: 1000-frame jobs keep that overhead near 15%
-# while cutting DISFA into ~135 jobs, enough to keep 16 cores evenly busy.
-FRAMES_PER_JOB = 1000
+# A video is one job: its worker decodes it once, front to back, and tracks the face from frame
+# to frame (see _align_video). Frames never travel between processes (a 1024x768 frame is
+# 2.4 MB); DISFA's 27 videos keep up to 27 cores busy.
 
 
 def say(message):
@@ -108,31 +118,58 @@ def _read_or_error(path):
         return str(err)
 
 
-def _align_video(path, frames):
-    """Align the given 0-based frames of one video, decoding it in order with ffmpeg.
+def _align_video(path, frames, detect_every=TRACK_DETECT_EVERY):
+    """Align the given 0-based frames of one video in a single decoding pass, tracking the face.
 
-    Decoding from the start (and skipping frames before this job's first one) costs a few ms per
-    skipped frame; seeking would be faster but ffmpeg's seek is not frame-exact on every codec,
-    and a frame off by one would carry the wrong AU label.
+    Frames stream from ffmpeg one at a time (no frame is decoded twice, none is kept); a run of
+    consecutive frames shares a FaceTracker (the detector every `detect_every` frames, 1: every
+    frame), a gap starts a new one. Frames are counted as decoded, never sought: ffmpeg's seek is
+    not frame-exact on every codec, and a frame off by one would carry the wrong AU label.
     """
+    wanted = {}
+    for i, f in enumerate(frames):
+        wanted.setdefault(f, []).append(i)
+    records = [("unreadable", None, None, None, f"{path}: frame {f} is beyond the end of the video")
+               for f in frames]
+    tracker, last = None, None
+    for index, rgb in _video_frames(path, max(frames)):
+        if index is None:                                       # the video broke off: rgb says why
+            return [r if r[0] != "unreadable" else ("unreadable", None, None, None, rgb) for r in records]
+        if index in wanted:
+            if last is None or index != last + 1:
+                tracker = FaceTracker(detect_every)
+            record = _align_tracked(tracker, rgb)
+            for i in wanted[index]:
+                records[i] = record
+            last = index
+    return records
+
+
+def _video_frames(path, last):
+    """(index, (H, W, 3) uint8) for frames 0 ... last of a video, decoded in order by ffmpeg; on a
+    decoding error a final (None, reason)."""
     import imageio_ffmpeg
-    wanted = {f: i for i, f in enumerate(frames)}
-    pictures = [f"{path}: frame {f} is beyond the end of the video" for f in frames]
     try:
         reader = imageio_ffmpeg.read_frames(path)
         meta = next(reader)                                     # first item: size, fps, ...
         width, height = meta["size"]
-        last = max(frames)
         for index, buffer in enumerate(reader):
-            if index in wanted:
-                pictures[wanted[index]] = np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
+            yield index, np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
             if index >= last:
                 break
         reader.close()
     except Exception as err:  # ffmpeg reports corrupt or missing videos as various errors
-        reason = f"cannot read video {path}: {type(err).__name__}: {str(err).strip().splitlines()[0]}"
-        pictures = [p if isinstance(p, np.ndarray) else reason for p in pictures]
-    return [_align_picture(p) for p in pictures]
+        yield None, f"cannot read video {path}: {type(err).__name__}: {str(err).strip().splitlines()[0]}"
+
+
+def _align_tracked(tracker, rgb):
+    """_align_picture for a video frame, its landmarks from the tracker."""
+    try:
+        landmarks, message = tracker.landmarks(rgb)
+    except NoFaceError:
+        return "no_face", None, None, None, "no face found"
+    face = crop_face(rgb, landmarks, message)
+    return "ok", face.crop, face.landmarks, face.transform, face.message
 
 
 def _align_job(job):
@@ -154,8 +191,7 @@ def _jobs(items):
                 j += 1
             jobs.append(([s for s, _ in items[i:j]], None))
         else:
-            while j < len(items) and items[j][0] == source and items[j][1] is not None \
-                    and j - i < FRAMES_PER_JOB:
+            while j < len(items) and items[j][0] == source and items[j][1] is not None:
                 j += 1
             jobs.append((source, [f for _, f in items[i:j]]))
         i = j
