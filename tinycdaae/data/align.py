@@ -321,19 +321,25 @@ def align_landmarks(landmarks, template=TEMPLATE):
     return similarity_transform(landmarks[STABLE_POINTS], template[STABLE_POINTS])
 
 
-def align_face(rgb):
-    """(H, W, 3) uint8 RGB photo -> AlignedFace. Raises NoFaceError when dlib finds no face."""
+def template_at(size=CROP):
+    """TEMPLATE for a size x size crop: the same face, scaled by size / 32 (not re-measured)."""
+    return TEMPLATE if size == CROP else TEMPLATE * (size / CROP)
+
+
+def align_face(rgb, size=CROP):
+    """(H, W, 3) uint8 RGB photo -> AlignedFace with a size x size crop (default 32, the paper's).
+    Raises NoFaceError when dlib finds no face."""
     rgb = to_rgb_uint8(rgb)
     landmarks, message = detect_landmarks(rgb)
-    M = align_landmarks(landmarks)
-    crop = warp_to_crop(rgb, M)                                          # (32, 32, 3) uint8
+    M = align_landmarks(landmarks, template_at(size))
+    crop = warp_to_crop(rgb, M, size)                                    # (size, size, 3) uint8
     return AlignedFace(uint8_to_network(crop.transpose(2, 0, 1)), crop, landmarks, M, message)
 
 
-def align_file(path):
+def align_file(path, size=CROP):
     """A user's photo on disk -> AlignedFace (the path is named in NoFaceError's message)."""
     try:
-        return align_face(read_image(path))
+        return align_face(read_image(path), size)
     except NoFaceError:
         raise NoFaceError(f"no face found in {path}; use a frontal photo where the face is at "
                           f"least about 40 px wide") from None
