@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinycdaae import backend, checkpoint, grids
+from tinycdaae import checkpoint, grids
 from tinycdaae.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,7 +109,6 @@ def test_generate_aligns_the_photo_at_the_checkpoints_size(runs, env, tmp_path):
 
 def test_whole_network_gradients_check_at_64x64():
     from tinycdaae import gradcheck
-    backend.use("cpu")
     for _, _, thunk in gradcheck.network_checks(skips=("n2",), image_size=64):
         errors = thunk()
         assert max(errors.values()) < gradcheck.NETWORK_TOLERANCE, errors
