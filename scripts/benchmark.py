@@ -1,8 +1,9 @@
 """Speed of the hand-written network against this machine's own matrix-multiply rate.
 
-    python scripts/benchmark.py [--batch 32] [--width 1] [--repeats 10] [--device cpu|gpu] [--no-torch]
+    python scripts/benchmark.py [--batch 32] [--width 1] [--size 32|64] [--repeats 10] [--device cpu|gpu] [--no-torch]
 
-Measures, in one run, float32 at the reference width unless told otherwise:
+Measures, in one run, float32 at the reference width and 32×32 faces unless told otherwise
+(--size 64: the same network on 64×64 faces, its convs ending at 4×4; see docs/size64.md):
   1. this machine's float32 GEMM rate (a 2048×2048 product);
   2. the encoder conv stack and the decoder deconv stack, forward + backward;
   3. the full CDAAE training step (D step + AE step, Adam included), N2;
@@ -34,6 +35,7 @@ from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 
 RAFD_STEPS = 9600 * 40 // 32
+LONDON_STEPS = 60 * 8     # 58 training people x 4 pairs = 232 pairs: 8 steps of 32, 60 epochs
 
 
 def synchronize():
@@ -123,10 +125,10 @@ def report(name, seconds, flops, gemm, median=None):
 
 # ---- our network ---------------------------------------------------------------------------------
 
-def batch(n, label_dim, seed=0):
+def batch(n, label_dim, seed=0, size=32):
     rng = np.random.default_rng(seed)
-    x_s = rng.uniform(-1, 1, (n, 3, 32, 32)).astype(np.float32)
-    x_t = rng.uniform(-1, 1, (n, 3, 32, 32)).astype(np.float32)
+    x_s = rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
+    x_t = rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
     labels = np.eye(label_dim, dtype=np.float32)[rng.integers(0, label_dim, n)]
     return tuple(backend.to_device(a) for a in (x_s, x_t, labels))
 
@@ -144,8 +146,8 @@ def stack_benchmark(name, stack, x, repeats, gemm):
 
 
 def step_benchmark(args, gemm):
-    objective = Objective(CDAAE(ModelConfig(skip="n2", width=args.width)))
-    x_s, x_t, labels = batch(args.batch, 8)
+    objective = Objective(CDAAE(ModelConfig(skip="n2", width=args.width, image_size=args.size)))
+    x_s, x_t, labels = batch(args.batch, 8, size=args.size)
     records = []
     with record_gemms(records):
         objective.step(x_s, x_t, labels)
@@ -153,6 +155,8 @@ def step_benchmark(args, gemm):
     best, median = best_time(lambda: objective.step(x_s, x_t, labels), args.repeats, warmup=2)
     report(f"training step N2 (batch {args.batch})", best, flops, gemm, median)
     print(f"  projected RaFD schedule (12,000 steps): {RAFD_STEPS * median / 60:.1f} min at the median step")
+    print(f"  projected London recipe (60 epochs, {LONDON_STEPS} steps): {LONDON_STEPS * median / 60:.1f} min "
+          f"at the median step (training only: data, sample grids and checkpoints come on top)")
     model = objective.model
     gen_best, _ = best_time(lambda: model.autoencode(x_s, labels), args.repeats)
     gen_records = []
@@ -201,7 +205,7 @@ def breakdown(objective, records, flops, batch_size, repeats, size=2048):
     for m, k, n in set(products) | {(size, size, size)}:
         operands[m, k, n] = (backend.to_device(rng.standard_normal((m, k)).astype(np.float32)),
                              backend.to_device(rng.standard_normal((k, n)).astype(np.float32)))
-    x_s, x_t, labels = batch(batch_size, objective.model.config.label_dim)
+    x_s, x_t, labels = batch(batch_size, objective.model.config.label_dim, size=objective.model.config.image_size)
     (step, _), (gemms, _), (adam, _), (square, _) = interleaved([
         lambda: objective.step(x_s, x_t, labels),
         lambda: [operands[mkn][0] @ operands[mkn][1] for mkn in products],
@@ -243,25 +247,25 @@ def torch_step_fn(args):
     lrelu = lambda: nn.LeakyReLU(0.2, inplace=True)
     conv = lambda i, o: nn.Conv2d(i, o, 5, 2, 2)
     deconv = lambda i, o: nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
-    enc = [3, w(64), w(128), w(256), w(512)]
+    enc, side = [3, w(64), w(128), w(256), w(512)], args.size // 16
     e1 = nn.Sequential(conv(enc[0], enc[1]), lrelu(), conv(enc[1], enc[2]), lrelu())
     e2 = nn.Sequential(conv(enc[2], enc[3]), lrelu(), conv(enc[3], enc[4]), lrelu(), nn.Flatten(),
-                       nn.Linear(enc[4] * 4, 100))
-    g1 = nn.Sequential(nn.Linear(108, enc[4] * 4), lrelu(), nn.Unflatten(1, (enc[4], 2, 2)),
+                       nn.Linear(enc[4] * side * side, 100))
+    g1 = nn.Sequential(nn.Linear(108, enc[4] * side * side), lrelu(), nn.Unflatten(1, (enc[4], side, side)),
                        deconv(enc[4], enc[3]), lrelu(), deconv(enc[3], enc[2]), nn.Tanh())
     g2 = nn.Sequential(deconv(enc[2], enc[1]), lrelu(), deconv(enc[1], 3), nn.Tanh())
     d_e = nn.Sequential(nn.Linear(100, 64), lrelu(), nn.Linear(64, 32), lrelu(), nn.Linear(32, 16), lrelu(),
                         nn.Linear(16, 1))
     dg = [3, w(16), w(32), w(64), w(128)]
     d_g = nn.Sequential(*[m for i in range(4) for m in (conv(dg[i], dg[i + 1]), lrelu())], nn.Flatten(),
-                        nn.Linear(dg[4] * 4, w(1024)), lrelu(), nn.Linear(w(1024), 1))
+                        nn.Linear(dg[4] * side * side, w(1024)), lrelu(), nn.Linear(w(1024), 1))
     for m in (e1, e2, g1, g2, d_e, d_g):
         m.to(device)
     ae_params = [p for m in (e1, e2, g1, g2) for p in m.parameters()]
     opt_ae = torch.optim.Adam(ae_params, lr=1e-3)
     opt_de, opt_dg = torch.optim.Adam(d_e.parameters(), lr=1e-4), torch.optim.Adam(d_g.parameters(), lr=1e-4)
     bce = nn.BCEWithLogitsLoss()
-    x_s, x_t, labels = (torch.from_numpy(backend.to_host(a)).to(device) for a in batch(args.batch, 8))
+    x_s, x_t, labels = (torch.from_numpy(backend.to_host(a)).to(device) for a in batch(args.batch, 8, size=args.size))
     ones, zeros = torch.ones(args.batch, 1, device=device), torch.zeros(args.batch, 1, device=device)
 
     def step():   # the same order as objective.Objective.step: one E/G forward, D step, AE step
@@ -307,6 +311,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32, the paper's)")
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1: reference)")
+    parser.add_argument("--size", type=int, default=32, choices=[32, 64], help="side of the faces (default 32, the paper's)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions; best and median reported")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="NumPy or CuPy")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
@@ -318,7 +323,7 @@ def main():
     backend.use(args.device)
     kept = backend.keep_freed_memory() if not args.return_freed_memory else False
     print(f"device {backend.device_name()}, numpy {np.__version__}, {os.cpu_count()} CPU cores, "
-          f"batch {args.batch}, width {args.width}, float32, freed memory "
+          f"batch {args.batch}, width {args.width}, {args.size}x{args.size} faces, float32, freed memory "
           f"{'kept for reuse' if kept else 'returned to the OS (glibc default)'}")
     gemm = gemm_rate(args.repeats)
     print(f"float32 GEMM rate (2048×2048): {gemm:.1f} GFLOP/s\n")
@@ -330,8 +335,8 @@ def main():
         layers.Conv2d(chans[i], chans[i + 1], 5, 2, 2, rng=rng), layers.LeakyReLU(0.2, inplace=True))])
     decoder = layers.Sequential(*[m for i in range(3, -1, -1) for m in (
         layers.ConvTranspose2d(chans[i + 1], chans[i], 5, 2, 2, 1, rng=rng), layers.LeakyReLU(0.2, inplace=True))])
-    x_img = backend.to_device(rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32))
-    x_code = backend.to_device(rng.standard_normal((args.batch, chans[4], 2, 2)).astype(np.float32))
+    x_img = backend.to_device(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
+    x_code = backend.to_device(rng.standard_normal((args.batch, chans[4], args.size // 16, args.size // 16)).astype(np.float32))
     stack_benchmark("encoder conv stack fwd+bwd", encoder, x_img, args.repeats, gemm)
     stack_benchmark("decoder deconv stack fwd+bwd", decoder, x_code, args.repeats, gemm)
     objective, records, best, median, flops = step_benchmark(args, gemm)
@@ -341,7 +346,7 @@ def main():
     if not args.no_torch:
         torch_step, torch_name = torch_step_fn(args)
         if torch_step is not None:
-            x_s, x_t, labels = batch(args.batch, 8)
+            x_s, x_t, labels = batch(args.batch, 8, size=args.size)
             ours = lambda: objective.step(x_s, x_t, labels)
             (o_best, o_median), (t_best, t_median) = interleaved([ours, torch_step], args.repeats)
             print(f"\nSide by side, interleaved step by step ({torch_name}; same network, step and FLOPs):")

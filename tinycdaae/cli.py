@@ -66,6 +66,11 @@ DATASET_EPOCHS = {"london": 60}
 # What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
 RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs") + RECIPE_OPTIONS
 ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
+# --size: the side of the faces. 32 is the paper's; 64 aligns (or draws) the same faces at twice
+# the resolution, and the network's four stride-2 convs end at 4x4 instead of 2x2 (docs/size64.md).
+# A checkpoint holds its size as model_config["image_size"] (not among the stored run options,
+# so a 32x32 run's checkpoint is the same file it always was); generate and evaluate follow it.
+SIZES, DEFAULT_SIZE = (32, 64), 32
 
 
 def flag(name):
@@ -110,6 +115,9 @@ def _add_model_and_training_options(p, d):
                        help=f"where the difference connection joins encoder and decoder: n1 (16x16), "
                             f"n2 (8x8, the paper's choice), n3 (4x4), or none (CAAE-like control); "
                             f"default {d['skip']}")
+    model.add_argument("--size", type=int, choices=SIZES, help=f"side of the faces in pixels: "
+                       f"{DEFAULT_SIZE} (default, the paper's) or 64; photos are aligned at it, synthetic "
+                       f"faces drawn at it (see docs/size64.md)")
     model.add_argument("--width", type=float, metavar="W",
                        help=f"channel multiplier: 1.0 is the reference 64-128-256-512 (default "
                             f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU; at most {MAX_WIDTH:g})")
@@ -158,8 +166,9 @@ def add_generate_options(p):
                         "built-in model, N2 trained on the 78 London people (neutral and happy)")
     p.add_argument("--image", required=True, metavar="PATH",
                    help="your photo: the face is found and aligned exactly as the training data was "
-                        "(needs the [data] extras); an image of exactly 32x32 pixels is taken as "
-                        "already aligned (e.g. aligned.png written with --scale 1)")
+                        "(needs the [data] extras) at the checkpoint's size (32x32, or 64x64 for a "
+                        "--size 64 run); an image of exactly that size is taken as already aligned "
+                        "(e.g. aligned.png written with --scale 1)")
     what = p.add_argument_group("what to draw (any combination; none given: --grid all)")
     label = what.add_mutually_exclusive_group()
     label.add_argument("--emotion", metavar="SPEC", help="target emotion for result.png: 'happy', or a "
@@ -177,7 +186,7 @@ def add_generate_options(p):
                       f"of each side of the manifold (default 5); 2..{MAX_STEPS}")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<photo name>/ "
                    "next to the checkpoint)")
-    p.add_argument("--scale", type=int, default=4, metavar="N", help="enlarge the 32x32 pictures N "
+    p.add_argument("--scale", type=int, default=4, metavar="N", help="enlarge the faces N "
                    f"times, nearest neighbour (default 4, at most {MAX_SCALE})")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (default: one face is quick) or gpu / auto")
@@ -237,7 +246,8 @@ def resolve_train_options(args):
         recipe = typed.get("recipe", TRAIN_DEFAULTS["recipe"])
         dataset = typed.get("dataset", TRAIN_DEFAULTS["dataset"])
         epochs = {"epochs": DATASET_EPOCHS.get(dataset, TRAIN_DEFAULTS["epochs"])}
-        return {**TRAIN_DEFAULTS, **epochs, **RECIPES[recipe], **typed}, out, None
+        size = {"size": args.size or DEFAULT_SIZE}
+        return {**TRAIN_DEFAULTS, **epochs, **RECIPES[recipe], **typed, **size}, out, None
     if not os.path.exists(path):
         raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
                          f"start the run without --resume, or give the --out of an earlier run")
@@ -247,6 +257,7 @@ def resolve_train_options(args):
         raise UsageError(f"{path} was not written by `run.py train` (it has no run options); "
                          f"it cannot be resumed from the command line")
     check_stored_options(stored, path)
+    size = check_resume_size(args.size, meta, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     stored = {"flip": False, **stored}   # runs from before --flip existed never mirrored
@@ -256,8 +267,17 @@ def resolve_train_options(args):
         raise UsageError("--resume continues a run with its own settings, but you gave "
                          + "; ".join(conflicts) + ". Leave these options out, or start a new run "
                          "with another --out.")
-    options = {**stored, **typed}
+    options = {**stored, **typed, "size": size}
     return options, out, meta["extra"]
+
+
+def check_resume_size(typed, meta, path):
+    """The size of the run being resumed (its checkpoint's image_size); a typed --size must agree."""
+    size = meta["model_config"]["image_size"]
+    if typed is not None and typed != size:
+        raise UsageError(f"--resume: {path} is a {size}x{size} run, but you gave --size {typed}; a "
+                         f"run keeps its size: leave --size out, or start a new run with another --out")
+    return size
 
 
 def check_out_folder(out):
@@ -288,7 +308,9 @@ def check_stored_options(stored, path):
 
 def default_out(options):
     labels = options["labels"] if options["dataset"] == "synthetic" else "data"
-    return os.path.join("runs", f"{options['dataset']}-{labels}-{options['skip']}-fold{options['fold']}")
+    size = options.get("size") or DEFAULT_SIZE
+    return os.path.join("runs", f"{options['dataset']}-{labels}-{options['skip']}-fold{options['fold']}"
+                        + ("" if size == DEFAULT_SIZE else f"-size{size}"))
 
 
 def check_train_options(o):
@@ -320,7 +342,8 @@ def train_configs(o, label_dim=8):
     from .training import TrainConfig
     weight_seed, prior_seed, order_seed = run_seeds(o["seed"])
     try:
-        return (ModelConfig(skip=o["skip"], width=o["width"], label_dim=label_dim, seed=weight_seed),
+        return (ModelConfig(skip=o["skip"], width=o["width"], label_dim=label_dim, image_size=o["size"],
+                            seed=weight_seed),
                 objective_config(o, prior_seed),
                 TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
                             seed=order_seed, flip=o["flip"]))
@@ -332,9 +355,10 @@ def load_training_data(o):
     """(train FaceSet, held-out FaceSet) for the options."""
     from .data.datasets import load_dataset, split_for_training
     if o["dataset"] == "synthetic":
-        faceset = load_dataset("synthetic", folds=o["folds"], kind=o["labels"], n_subjects=o["subjects"])
+        faceset = load_dataset("synthetic", folds=o["folds"], kind=o["labels"], n_subjects=o["subjects"],
+                               size=o["size"])
     else:
-        faceset = load_dataset(o["dataset"], o["data_dir"], folds=o["folds"])
+        faceset = load_dataset(o["dataset"], o["data_dir"], folds=o["folds"], size=o["size"])
     # The fold split uses seed 0 whatever --seed is: runs with other seeds or other variants
     # hold out the same people and can be compared on them.
     return split_for_training(faceset, o["fold"], o["folds"], seed=0)
@@ -382,13 +406,13 @@ def train_locked(args, lock):
     # The per-epoch picture (paper Fig. 2/5): held-out people down the side, the input first,
     # then one column per label at full strength (each emotion; or each AU at intensity 1).
     sample_rows = grids.sample_faces(test_set)
-    faces = test_set.images[sample_rows]                                    # (R, 3, 32, 32)
+    faces = test_set.images[sample_rows]                                    # (R, 3, S, S), S = --size
     columns = grids.each_label(len(label_names))                            # (L, L)
 
-    targets = grids.real_targets(test_set, sample_rows, columns)           # (R, L, 3, 32, 32) or None
+    targets = grids.real_targets(test_set, sample_rows, columns)           # (R, L, 3, S, S) or None
 
     def sample_fn(path):
-        grid = grids.expression_grid(model, faces, columns)                 # (R, 1 + L, 3, 32, 32)
+        grid = grids.expression_grid(model, faces, columns)                 # (R, 1 + L, 3, S, S)
         grids.save_png(path, grids.tile(grid if targets is None else grids.with_real_rows(grid, targets), scale=3))
 
     print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
@@ -396,8 +420,9 @@ def train_locked(args, lock):
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
     resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
     try:
+        stored = {k: v for k, v in o.items() if k != "size"}    # the size is in model_config
         trainer = Trainer(objective, train_set, config, out, sample_fn=sample_fn,
-                          extra_info={"options": o, "label_names": label_names, "label_kind": kind},
+                          extra_info={"options": stored, "label_names": label_names, "label_kind": kind},
                           resume=resumed, resume_hint=resume_hint)
     except (KeyError, TypeError, ValueError) as err:    # a damaged or hand-edited trainer state
         if resumed is None or isinstance(err, RunFolderError):
@@ -435,15 +460,15 @@ def parse(spec, names, what):
         raise UsageError(f"{what}: {err}") from None
 
 
-def load_face(path):
-    """(3, 32, 32) float32 in [-1, 1] for the photo; (face, remark)."""
+def load_face(path, size=DEFAULT_SIZE):
+    """(3, size, size) float32 in [-1, 1] for the photo, aligned at the checkpoint's size; (face, remark)."""
     from .data.align import align_file, read_image, uint8_to_network
     if not os.path.exists(path):
         raise UsageError(f"--image {path} does not exist")          # not a file: read_image says so
     pixels = read_image(path)                                         # (H, W, 3) uint8
-    if pixels.shape[:2] == (32, 32):
-        return uint8_to_network(pixels.transpose(2, 0, 1)), "32x32 image: taken as already aligned"
-    aligned = align_file(path)
+    if pixels.shape[:2] == (size, size):
+        return uint8_to_network(pixels.transpose(2, 0, 1)), f"{size}x{size} image: taken as already aligned"
+    aligned = align_file(path, size)
     return aligned.image, aligned.message
 
 
@@ -454,7 +479,7 @@ def cmd_generate(args):
     checkpoint.check_finite(model, path)
     names, kind = checkpoint_labels(extra, model.config.label_dim)
     asked = generate_labels(args, names, kind)         # every label checked before the slow alignment
-    face, remark = load_face(args.image)
+    face, remark = load_face(args.image, model.config.image_size)
     stem = os.path.splitext(os.path.basename(args.image))[0]
     out = args.out or (os.path.join(os.path.dirname(os.path.abspath(path)), "generated", stem)
                        if args.checkpoint else os.path.join("runs", "generated", stem))
@@ -536,15 +561,15 @@ def draw_generated(model, faces, asked, n_labels, out, args):
         grids.save_png(file, grids.tile(cells, scale=args.scale))
         written.append(file)
 
-    write("aligned.png", faces[:, None])                                 # faces (1, 3, 32, 32)
+    write("aligned.png", faces[:, None])                                 # faces (1, 3, S, S)
     if asked["target"] is not None:
         write("result.png", grids.generate(model, faces, asked["target"][None]))
     if asked["grid"] == "all":
         write("grid.png", grids.expression_grid(model, faces, grids.each_label(n_labels)))
     elif asked["grid"] is not None:
         labels = grids.manifold_labels(n_labels, *asked["axes"], args.steps or 5)    # (S, S, L)
-        cells = grids.generate(model, faces, labels.reshape(-1, n_labels))           # (1, S*S, 3, 32, 32)
-        write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))     # (S, S, 3, 32, 32)
+        cells = grids.generate(model, faces, labels.reshape(-1, n_labels))           # (1, S*S, 3, H, W)
+        write("manifold.png", cells.reshape(*labels.shape[:2], *cells.shape[2:]))     # (S, S, 3, H, W)
     if args.interpolate:
         strip = grids.interpolation_labels(*asked["ends"], args.steps or 8)           # (S, L)
         write("interpolation.png", grids.expression_grid(model, faces, strip))          # (1, 1 + S, ...)
@@ -621,6 +646,8 @@ def add_evaluation_commands(commands):
                      help=f"the training recipe of every variant (default {DEFAULT_RECIPE}; see train --help)")
     cmp.add_argument("--width", type=float, default=COMPARE_DEFAULTS["width"], metavar="W",
                      help=f"channel multiplier (default {COMPARE_DEFAULTS['width']})")
+    cmp.add_argument("--size", type=int, choices=SIZES, default=DEFAULT_SIZE,
+                     help=f"side of the faces (default {DEFAULT_SIZE}, the paper's; see train --help)")
     cmp.add_argument("--subjects", type=int, default=COMPARE_DEFAULTS["subjects"], metavar="N",
                      help=f"synthetic people (default {COMPARE_DEFAULTS['subjects']})")
     cmp.add_argument("--labels", choices=("emotion", "au"), default="emotion",
@@ -657,7 +684,8 @@ def evaluation_data_options(extra, typed, path):
 
 def describe_split(o):
     what = f"synthetic-{o['labels']} ({o['subjects']} people)" if o["dataset"] == "synthetic" else o["dataset"]
-    return f"{what} fold {o['fold']}/{o['folds']}"
+    size = "" if o["size"] == DEFAULT_SIZE else f" {o['size']}x{o['size']}"
+    return f"{what}{size} fold {o['fold']}/{o['folds']}"
 
 
 def run_evaluation(paths, args, out, typed=None):
@@ -673,10 +701,14 @@ def run_evaluation(paths, args, out, typed=None):
         extra, config = meta["extra"], meta["model_config"]
         if extra.get("options") is not None:
             check_stored_options(extra["options"], path)
-        o = evaluation_data_options(extra, typed or {}, path)
-        key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS)
+        o = {**evaluation_data_options(extra, typed or {}, path), "size": config["image_size"]}
+        key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS + ("size",))   # the data at the network's size
         load = (lambda path=path: checkpoint.load(path)[0].model)
         splits.setdefault(key, (o, []))[1].append((config["skip"], path, load, extra, config))
+    sizes = sorted({o["size"] for o, _ in splits.values()})
+    if len(sizes) > 1:
+        raise UsageError(f"the checkpoints work at different sizes ({', '.join(f'{s}x{s}' for s in sizes)}); "
+                         f"evaluate each size on its own (its own --out) and compare the results")
     jobs = []
     for o, networks in splits.values():
         train_set, test_set = load_training_data(o)
@@ -730,6 +762,7 @@ def compare_run(args, variant, seed, fold, run_dir):
     run.skip, run.width, run.recipe, run.seed, run.fold, run.folds = variant, args.width, args.recipe, seed, fold, args.folds
     run.epochs = args.epochs or DATASET_EPOCHS.get(args.dataset, COMPARE_DEFAULTS["epochs"])
     run.batch_size, run.dataset, run.device, run.out = args.batch_size, args.dataset, args.device, run_dir
+    run.size = args.size
     if args.dataset == "synthetic":
         run.labels, run.subjects = args.labels, args.subjects
     elif args.data_dir:

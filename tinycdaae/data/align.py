@@ -459,22 +459,30 @@ def align_landmarks(landmarks, template=TEMPLATE):
     return similarity_transform(landmarks[STABLE_POINTS], template[STABLE_POINTS])
 
 
-def align_face(rgb, downscale=DETECT_SIDE):
-    """(H, W, 3) uint8 RGB photo -> AlignedFace. Raises NoFaceError when dlib finds no face.
+def template_at(size=CROP):
+    """TEMPLATE for a size x size crop: the same face, scaled by size / 32 (not re-measured)."""
+    return TEMPLATE if size == CROP else TEMPLATE * (size / CROP)
+
+
+def align_face(rgb, size=CROP, downscale=DETECT_SIDE):
+    """(H, W, 3) uint8 RGB photo -> AlignedFace with a size x size crop (default 32, the paper's).
+    Raises NoFaceError when dlib finds no face.
 
     downscale=None is the reference path: the face searched on the photo itself and the crop
     sampled from the full photo (see DETECT_SIDE and reduce_for_crop for what the default does).
     """
     rgb = to_rgb_uint8(rgb)
     landmarks, message = detect_landmarks(rgb, downscale)
-    return crop_face(rgb, landmarks, message, reduce=downscale is not None)
+    return crop_face(rgb, landmarks, message, reduce=downscale is not None, size=size)
 
 
-def crop_face(rgb, landmarks, message="", reduce=True):
-    """A photo and its face's 68 landmarks -> AlignedFace (the similarity onto TEMPLATE, the crop).
-    reduce: sample the crop from reduce_for_crop's smaller copy when the face is large."""
-    M = align_landmarks(landmarks)
-    crop = warp_to_crop(*reduce_for_crop(rgb, M)) if reduce else warp_to_crop(rgb, M)  # (32, 32, 3)
+def crop_face(rgb, landmarks, message="", reduce=True, size=CROP):
+    """A photo and its face's 68 landmarks -> AlignedFace (the similarity onto the template at
+    `size`, the crop). reduce: sample the crop from reduce_for_crop's smaller copy when the face
+    is large."""
+    M = align_landmarks(landmarks, template_at(size))
+    photo, M_photo = reduce_for_crop(rgb, M, size) if reduce else (rgb, M)
+    crop = warp_to_crop(photo, M_photo, size)                            # (size, size, 3) uint8
     return AlignedFace(uint8_to_network(crop.transpose(2, 0, 1)), crop, landmarks, M, message)
 
 
@@ -513,10 +521,10 @@ def reduce_for_crop(rgb, M, size=CROP):
     return small, np.hstack([k * A, (A @ offset + t)[:, None]])
 
 
-def align_file(path, downscale=DETECT_SIDE):
+def align_file(path, size=CROP, downscale=DETECT_SIDE):
     """A user's photo on disk -> AlignedFace (the path is named in NoFaceError's message)."""
     try:
-        return align_face(read_image(path), downscale)
+        return align_face(read_image(path), size, downscale)
     except NoFaceError:
         raise NoFaceError(f"no face found in {path}; use a frontal photo where the face is at "
                           f"least about 40 px wide") from None

@@ -20,20 +20,22 @@ BUILT_IN = ("synthetic", "london")   # shipped with the package: no --data-dir
 
 
 def load_dataset(name, data_dir=None, cache_dir=None, folds=4, workers=None, progress=True, seed=0,
-                 **options):
+                 size=32, **options):
     """name -> FaceSet. Real datasets (london included) are aligned once and cached under cache_dir (default
     ~/.cache/tinycdaae); `folds` > 0 checks there are enough people for that many folds;
     workers: processes for the alignment (None: all cores); seed: the synthetic people, and
-    DISFA's and the folder's pair sampling. `options` go to the synthetic set."""
+    DISFA's and the folder's pair sampling; size: the side of the faces, 32 (the paper's) or any
+    multiple of 16 (real photos are aligned at it, synthetic faces drawn at it). `options` go to
+    the synthetic set."""
     if name == "synthetic":
         from .synthetic import au_faceset, emotion_faceset
         kind = options.pop("kind", "emotion")
-        return (emotion_faceset if kind == "emotion" else au_faceset)(seed=seed, **options)
+        return (emotion_faceset if kind == "emotion" else au_faceset)(seed=seed, size=size, **options)
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if options:
         raise DatasetError(f"unknown option(s) for {name}: {', '.join(sorted(options))}")
-    common = dict(cache_dir=cache_dir, folds=folds, workers=workers, progress=progress)
+    common = dict(cache_dir=cache_dir, folds=folds, workers=workers, progress=progress, size=size)
     if name == "london":
         # Refused rather than ignored: a --data-dir given here is most likely meant for another
         # dataset, and silently training on the built-in photos instead would hide that.

@@ -95,7 +95,7 @@ def scan_disfa(data_dir):
     return {s: videos[s] for s in labels}, labels, frames, problems
 
 
-def load_disfa(data_dir, cache_dir=None, folds=4, workers=None, progress=True, seed=0):
+def load_disfa(data_dir, cache_dir=None, folds=4, workers=None, progress=True, seed=0, size=32):
     """DISFA's left-camera frames -> FaceSet (12 AU intensities; pairs sampled as the paper)."""
     videos, labels, frames, problems = scan_disfa(data_dir)
     try:
@@ -112,7 +112,7 @@ def load_disfa(data_dir, cache_dir=None, folds=4, workers=None, progress=True, s
     subjects = sorted(videos)
     # label frame numbers count from 1; the decoder counts video frames from 0
     items = [(videos[s], f - 1) for s in subjects for f in frames[s]]
-    prepared, keep = prepare_and_keep("disfa", items, cache_dir, workers, progress)
+    prepared, keep = prepare_and_keep("disfa", items, cache_dir, workers, progress, size)
     all_subjects = np.concatenate([np.full(len(frames[s]), s) for s in subjects])   # (N,)
     all_labels = np.concatenate([labels[s] for s in subjects])                       # (N, 12)
     check_folds(all_subjects[keep], folds, "disfa")

@@ -204,14 +204,15 @@ def _class_labels(csv_path, header, body, col):
 
 
 def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, progress=True, seed=0,
-                name="folder"):
+                name="folder", size=32):
     """Your own folder + CSV -> FaceSet (images aligned and cached like RaFD's).
 
     name: the dataset's name in the cache file, the manifest, messages and meta["dataset"]
-    ("london" for the built-in photos, which are a folder dataset shipped with the package)."""
+    ("london" for the built-in photos, which are a folder dataset shipped with the package);
+    size: the side of the aligned crops (32, the paper's, or 64)."""
     csv_path = find_csv(data_dir, csv_path)
     paths, subject_names, labels, names, kind, groups = read_label_csv(csv_path)
-    prepared, keep = prepare_and_keep(name, [(p, None) for p in paths], cache_dir, workers, progress)
+    prepared, keep = prepare_and_keep(name, [(p, None) for p in paths], cache_dir, workers, progress, size)
     people = sorted(set(subject_names))
     subject_ids = np.array([people.index(subject_names[i]) for i in keep])
     group_ids = None
@@ -231,11 +232,11 @@ def load_folder(data_dir, cache_dir=None, csv_path=None, folds=4, workers=None, 
 LONDON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "london")
 
 
-def load_london(cache_dir=None, folds=4, workers=None, progress=True, seed=0):
+def load_london(cache_dir=None, folds=4, workers=None, progress=True, seed=0, size=32):
     """The built-in London photos -> FaceSet: 156 images of 78 people, labels (neutral, happy).
     Aligned once and cached like every dataset; the cache and manifest are named "london"."""
     if not os.path.isfile(os.path.join(LONDON_DIR, "labels.csv")):
         raise DatasetError(f"the built-in London photos are missing from {LONDON_DIR}; reinstall the "
                            f"package (they ship as package data)")
     return load_folder(LONDON_DIR, cache_dir, folds=folds, workers=workers, progress=progress, seed=seed,
-                       name="london")
+                       name="london", size=size)

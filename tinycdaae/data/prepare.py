@@ -5,14 +5,15 @@ Every real-data loader (rafd.py, disfa.py, folder.py) lists its pictures as *ite
 calls `prepare(name, items, cache_dir)`. The first call aligns every item (tqdm progress bar,
 one process per core) and writes
 
-    {cache_dir}/{name}-{key}.npz            crops (N,3,32,32) uint8, landmarks (N,68,2),
+    {cache_dir}/{name}-{key}.npz            crops (N,3,S,S) uint8 (S = 32, or --size), landmarks (N,68,2),
                                             transforms (N,2,3), and the manifest as JSON
                                             (which holds each item's status)
     {cache_dir}/{name}-{key}.manifest.json  the same manifest to read: per item source, frame,
                                             status ("ok", "no_face", "unreadable") and message;
                                             row i of landmarks/transforms belongs to item i
 
-`key` hashes the alignment version and every source's path, size and modification time, so a
+`key` hashes the alignment version, the crop size and every source's path, size and modification
+time (so each crop size has its own cache), so a
 changed file or a new aligner makes a new cache, and an unchanged dataset loads instantly.
 Each file is written to a temporary name and renamed into place: a killed preparation leaves
 no half-written cache. Crops are stored as uint8 (DISFA's 130,000 frames: 400 MB, not 1.6 GB
@@ -21,6 +22,7 @@ as float32) and converted to float32 in [-1, 1] by `uint8_to_network` on load.
 Problems are never fatal for one picture: unreadable files and faces not found are counted,
 listed in the manifest and summarised on stderr by `report`.
 """
+import functools
 import hashlib
 import json
 import os
@@ -62,7 +64,7 @@ class Prepared:
     frames: np.ndarray     # (N,) int64 video frame number, -1 for an image file
     status: np.ndarray     # (N,) str: "ok", "no_face" or "unreadable"
     messages: list         # N strings: why it failed, or a remark such as "2 faces found, ..."
-    crops: np.ndarray      # (N, 3, 32, 32) uint8; zeros where status != "ok"
+    crops: np.ndarray      # (N, 3, S, S) uint8; zeros where status != "ok"
     landmarks: np.ndarray  # (N, 68, 2) float32 in the source picture; NaN where no face
     transforms: np.ndarray # (N, 2, 3) float32 source -> crop; NaN where no face
     cache_path: str = ""
@@ -84,8 +86,8 @@ def default_cache_dir():
     return os.path.join(base, "tinycdaae")
 
 
-def cache_key(name, items):
-    """Hash of the alignment version, the items, and every source's (path, size, mtime)."""
+def cache_key(name, items, size=CROP):
+    """Hash of the alignment version, the crop size, the items, and every source's (path, size, mtime)."""
     stats = {}
     for source, _ in items:
         if source not in stats:
@@ -94,18 +96,18 @@ def cache_key(name, items):
                 stats[source] = [os.path.abspath(source), st.st_size, st.st_mtime_ns]
             except OSError:
                 stats[source] = [os.path.abspath(source), None, None]
-    blob = json.dumps([ALIGN_VERSION, CROP, name, list(stats.values()),
+    blob = json.dumps([ALIGN_VERSION, size, name, list(stats.values()),
                        [[os.path.abspath(s), f] for s, f in items]])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------- aligning, one job
-def _align_picture(rgb_or_error):
-    """-> (status, crop (32,32,3) uint8 or None, landmarks, transform, message) for one picture."""
+def _align_picture(rgb_or_error, size=CROP):
+    """-> (status, crop (size,size,3) uint8 or None, landmarks, transform, message) for one picture."""
     if isinstance(rgb_or_error, str):
         return "unreadable", None, None, None, rgb_or_error
     try:
-        face = align_face(rgb_or_error)
+        face = align_face(rgb_or_error, size)
     except NoFaceError:
         return "no_face", None, None, None, "no face found"
     return "ok", face.crop, face.landmarks, face.transform, face.message
@@ -118,8 +120,9 @@ def _read_or_error(path):
         return str(err)
 
 
-def _align_video(path, frames, detect_every=TRACK_DETECT_EVERY):
-    """Align the given 0-based frames of one video in a single decoding pass, tracking the face.
+def _align_video(path, frames, size=CROP, detect_every=TRACK_DETECT_EVERY):
+    """Align the given 0-based frames of one video at size x size in a single decoding pass,
+    tracking the face.
 
     Frames stream from ffmpeg one at a time (no frame is decoded twice, none is kept); a run of
     consecutive frames shares a FaceTracker (the detector every `detect_every` frames, 1: every
@@ -138,7 +141,7 @@ def _align_video(path, frames, detect_every=TRACK_DETECT_EVERY):
         if index in wanted:
             if last is None or index != last + 1:
                 tracker = FaceTracker(detect_every)
-            record = _align_tracked(tracker, rgb)
+            record = _align_tracked(tracker, rgb, size)
             for i in wanted[index]:
                 records[i] = record
             last = index
@@ -162,22 +165,22 @@ def _video_frames(path, last):
         yield None, f"cannot read video {path}: {type(err).__name__}: {str(err).strip().splitlines()[0]}"
 
 
-def _align_tracked(tracker, rgb):
+def _align_tracked(tracker, rgb, size=CROP):
     """_align_picture for a video frame, its landmarks from the tracker."""
     try:
         landmarks, message = tracker.landmarks(rgb)
     except NoFaceError:
         return "no_face", None, None, None, "no face found"
-    face = crop_face(rgb, landmarks, message)
+    face = crop_face(rgb, landmarks, message, size=size)
     return "ok", face.crop, face.landmarks, face.transform, face.message
 
 
-def _align_job(job):
+def _align_job(job, size=CROP):
     """job = (source, frames): frames None -> `source` is a list of image paths; else a video."""
     source, frames = job
     if frames is None:
-        return [_align_picture(_read_or_error(path)) for path in source]
-    return _align_video(source, frames)
+        return [_align_picture(_read_or_error(path), size) for path in source]
+    return _align_video(source, frames, size)
 
 
 def _jobs(items):
@@ -199,14 +202,13 @@ def _jobs(items):
 
 
 # ------------------------------------------------------------------------------ the cache
-def prepare(name, items, cache_dir=None, workers=None, progress=True):
-    """Aligned crops of `items` [(source path, frame or None), ...], from the cache if current.
-
-    workers: processes to use (None: every core; 1: in this process). Returns Prepared.
+def prepare(name, items, cache_dir=None, workers=None, progress=True, size=CROP):
+    """Aligned size x size crops of `items` [(source path, frame or None), ...], from the cache if
+    current. workers: processes to use (None: every core; 1: in this process). Returns Prepared.
     """
     items = [(str(s), None if f is None else int(f)) for s, f in items]
     cache_dir = cache_dir or default_cache_dir()
-    key = cache_key(name, items)
+    key = cache_key(name, items, size)
     cache_path = os.path.join(cache_dir, f"{name}-{key}.npz")
     manifest_path = os.path.join(cache_dir, f"{name}-{key}.manifest.json")
     if os.path.exists(cache_path):
@@ -216,17 +218,17 @@ def prepare(name, items, cache_dir=None, workers=None, progress=True):
             say(f"cache {cache_path} is damaged ({type(err).__name__}); preparing again")
 
     from tqdm import tqdm
-    jobs = _jobs(items)
+    jobs, align_job = _jobs(items), functools.partial(_align_job, size=size)
     workers = min(workers or os.cpu_count() or 1, len(jobs)) or 1
     records = []
     with tqdm(total=len(items), desc=f"aligning {name}", unit="face", disable=not progress,
               file=sys.stderr) as bar:
         if workers == 1:
-            results = map(_align_job, jobs)
+            results = map(align_job, jobs)
         else:
             import multiprocessing
             pool = multiprocessing.get_context().Pool(workers)  # each process loads its own dlib
-            results = pool.imap(_align_job, jobs)               # in order: reproducible manifest
+            results = pool.imap(align_job, jobs)               # in order: reproducible manifest
         try:
             for result in results:
                 records.extend(result)
@@ -236,12 +238,12 @@ def prepare(name, items, cache_dir=None, workers=None, progress=True):
                 pool.terminate()
 
     n = len(items)
-    crops = np.zeros((n, 3, CROP, CROP), np.uint8)
+    crops = np.zeros((n, 3, size, size), np.uint8)
     landmarks = np.full((n, 68, 2), np.nan, np.float32)
     transforms = np.full((n, 2, 3), np.nan, np.float32)
     for i, (status, crop, marks, M, _) in enumerate(records):
         if status == "ok":
-            crops[i] = crop.transpose(2, 0, 1)                  # (32, 32, 3) -> (3, 32, 32)
+            crops[i] = crop.transpose(2, 0, 1)                  # (S, S, 3) -> (3, S, S)
             landmarks[i], transforms[i] = marks, M
     prepared = Prepared([s for s, _ in items], np.array([-1 if f is None else f for _, f in items], np.int64),
                         np.array([r[0] for r in records], dtype="<U10"), [r[4] for r in records],
@@ -254,7 +256,7 @@ def _manifest(prepared, name, key):
     return {"dataset": name, "key": key, "align_version": ALIGN_VERSION,
             "counts": {s: int((prepared.status == s).sum()) for s in ("ok", "no_face", "unreadable")},
             "note": "row i of landmarks (68 x (x, y), source pixels) and transforms (2x3, source -> "
-                    "32x32 crop) in the .npz beside this file belongs to item i",
+                    f"{prepared.crops.shape[-1]}x{prepared.crops.shape[-1]} crop) in the .npz beside this file belongs to item i",
             "items": [{"source": s, "frame": None if f < 0 else int(f), "status": st, "message": m}
                       for s, f, st, m in zip(prepared.sources, prepared.frames, prepared.status,
                                              prepared.messages)]}
@@ -286,10 +288,10 @@ def _where(prepared, i):
     return prepared.sources[i] + (f" frame {frame}" if frame >= 0 else "")
 
 
-def prepare_and_keep(name, items, cache_dir=None, workers=None, progress=True):
+def prepare_and_keep(name, items, cache_dir=None, workers=None, progress=True, size=CROP):
     """prepare + report, as every real-data loader needs them: (prepared, indices of the items
     that gave a face). A DatasetError when none did."""
-    prepared = prepare(name, items, cache_dir, workers, progress)
+    prepared = prepare(name, items, cache_dir, workers, progress, size)
     report(prepared, name)
     keep = np.flatnonzero(prepared.ok)
     if not len(keep):

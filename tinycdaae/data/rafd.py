@@ -70,7 +70,7 @@ def scan_rafd(data_dir):
     return found, {"unparsed": unparsed, "other_angle": other_angle, "duplicates": duplicates}
 
 
-def load_rafd(data_dir, cache_dir=None, folds=4, workers=None, progress=True):
+def load_rafd(data_dir, cache_dir=None, folds=4, workers=None, progress=True, size=32):
     """RaFD's frontal images -> FaceSet (emotion labels, gaze groups, the paper's pairs)."""
     found, skipped = scan_rafd(data_dir)
     if skipped["unparsed"]:
@@ -87,7 +87,8 @@ def load_rafd(data_dir, cache_dir=None, folds=4, workers=None, progress=True):
         raise DatasetError(f"no frontal RaFD images found in {data_dir} ({len(skipped['unparsed'])} "
                            f"file(s) with other names, {len(skipped['other_angle'])} non-frontal).\n{RAFD_HELP}")
 
-    prepared, keep = prepare_and_keep("rafd", [(path, None) for path, _ in found], cache_dir, workers, progress)
+    prepared, keep = prepare_and_keep("rafd", [(path, None) for path, _ in found], cache_dir, workers, progress,
+                                      size)
     fields = [found[i][1] for i in keep]
     subjects = np.array([f["subject"] for f in fields])
     check_folds(subjects, folds, "rafd")

@@ -30,7 +30,7 @@ from ..grids import save_png, tile
 from .labels import AUS, EMOTIONS, GAZES
 from .pairs import FaceSet, pairs_within_groups, random_partner_pairs
 
-SIZE = 32                               # output images are (3, SIZE, SIZE)
+SIZE = 32                               # output images are (3, SIZE, SIZE) unless size= says otherwise
 VIEW = 0.8                              # the image shows face units [-VIEW, VIEW]^2 (a tight crop)
 CREASE = 0.5                            # wrinkle and fold lines: skin colour times this (dark, visible)
 _AU = {name: i for i, name in enumerate(AUS)}   # "AU12" -> its column in an AU vector
@@ -170,10 +170,10 @@ def take(params, rows):
 # on top of the supersampling). Only + - * / sqrt min max: correctly rounded, so bit-exact.
 # ---------------------------------------------------------------------------------------------
 class _Grid:
-    """Sub-pixel centre coordinates of a (SIZE*ss)^2 canvas and the windowing trick."""
+    """Sub-pixel centre coordinates of a (size*ss)^2 canvas and the windowing trick."""
 
-    def __init__(self, supersample, use_windows):
-        self.side = SIZE * supersample
+    def __init__(self, supersample, use_windows, size=SIZE):
+        self.side = size * supersample
         self.step = 2.0 * VIEW / self.side               # one sub-pixel in face units
         centres = (-VIEW + (np.arange(self.side) + 0.5) * self.step).astype(np.float32)
         self.y = centres[None, :, None]                  # (1, H, 1)
@@ -237,15 +237,16 @@ def _col(v):
 # The renderer.
 # ---------------------------------------------------------------------------------------------
 def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4, chunk=16,
-                 use_windows=True):
-    """Draw N faces -> (N, 3, 32, 32) float32 in [-1, 1].
+                 use_windows=True, size=SIZE):
+    """Draw N faces -> (N, 3, size, size) float32 in [-1, 1] (size 32 by default, the paper's).
 
     identity: dict from identity_params/sample_identities with N rows (`take` picks rows) or
     with 1 row (that person for every expression); au_intensities (N, 12) in [0, 1] in
     labels.AUS order; gaze (N,) int 0 frontal, 1 left, 2 right (irises toward the image's
     left/right; default frontal); smirk (N,) in [0, 1], a lip-corner pull on the image's right
     corner only (contempt's one-sided part, outside the 12 AUs; default 0).
-    supersample: draw at this many times 32 per side, then box-average (anti-aliasing);
+    supersample: draw at this many times `size` per side, then box-average (anti-aliasing); the
+    same face at any size (the drawing is in face units; the anti-aliasing ramp is one sub-pixel);
     chunk: faces drawn at once (memory); use_windows=False draws every part on the whole grid
     (slow; the tests use it as the oracle for the windowed drawing).
     Deterministic: the same inputs give bit-identical images, whatever the chunk.
@@ -266,14 +267,14 @@ def render_faces(identity, au_intensities, gaze=None, smirk=None, supersample=4,
     gaze = gaze.astype(np.int64)
     smirk = np.zeros(n, np.float32) if smirk is None else np.clip(
         np.broadcast_to(np.asarray(smirk, np.float32), (n,)), 0, 1)
-    grid = _Grid(int(supersample), use_windows)
-    out = np.empty((n, 3, SIZE, SIZE), np.float32)
+    grid = _Grid(int(supersample), use_windows, int(size))
+    out = np.empty((n, 3, size, size), np.float32)
     for start in range(0, n, chunk):
         rows = slice(start, start + chunk)
         canvas = _draw(grid, take(identity, rows), aus[rows], gaze[rows], smirk[rows])
         s = int(supersample)
         m = len(canvas)
-        small = canvas.reshape(m, 3, SIZE, s, SIZE, s).mean(axis=(3, 5))   # box filter -> (m,3,32,32)
+        small = canvas.reshape(m, 3, size, s, size, s).mean(axis=(3, 5))   # box filter -> (m,3,size,size)
         out[rows] = np.clip(small * 2.0 - 1.0, -1.0, 1.0)
     return out
 
@@ -649,28 +650,28 @@ def expression_regions(identity):
     return {name: np.stack(box, 1).astype(np.float32) for name, box in boxes.items()}
 
 
-def region_mask(boxes):
-    """(n, 4) boxes in face units -> (n, 32, 32) bool: output pixels that touch the box."""
-    edges = -VIEW + np.arange(SIZE + 1) * (2 * VIEW / SIZE)               # pixel borders (33,)
-    lo, hi = edges[:-1], edges[1:]                                        # (32,) each
+def region_mask(boxes, size=SIZE):
+    """(n, 4) boxes in face units -> (n, size, size) bool: output pixels that touch the box."""
+    edges = -VIEW + np.arange(size + 1) * (2 * VIEW / size)               # pixel borders (size + 1,)
+    lo, hi = edges[:-1], edges[1:]                                        # (size,) each
     y0, y1, x0, x1 = (boxes[:, i, None] for i in range(4))               # (n, 1) each
     rows = (hi > y0) & (lo < y1)                                          # (n, 32)
     cols = (hi > x0) & (lo < x1)
     return rows[:, :, None] & cols[:, None, :]
 
 
-def moving_mask(identity, au_names=AUS):
-    """(n, 32, 32) bool: pixels the given AUs (default: all, plus the smirk) may change."""
+def moving_mask(identity, au_names=AUS, size=SIZE):
+    """(n, size, size) bool: pixels the given AUs (default: all, plus the smirk) may change."""
     regions = expression_regions(identity)
     names = {r for au in au_names for r in AU_REGIONS[au]}
-    return np.any([region_mask(regions[r]) for r in sorted(names)], axis=0)
+    return np.any([region_mask(regions[r], size) for r in sorted(names)], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------
 # Datasets mirroring the paper's two protocols, and exact targets for any label.
 # ---------------------------------------------------------------------------------------------
-def render_targets(subjects, labels, gaze=None, seed=0):
-    """The exact face of each person with each label: (N, 3, 32, 32) float32 in [-1, 1].
+def render_targets(subjects, labels, gaze=None, seed=0, size=SIZE):
+    """The exact face of each person with each label: (N, 3, size, size) float32 in [-1, 1].
 
     subjects (N,) identity indices (a synthetic FaceSet's `subjects`); labels (N, 8) emotion
     weights or (N, 12) AU intensities (see expression_from_label); gaze (N,) codes or None
@@ -681,15 +682,15 @@ def render_targets(subjects, labels, gaze=None, seed=0):
     aus, smirk = expression_from_label(labels)
     unique, rows = np.unique(subjects, return_inverse=True)     # draw each person's dice once
     people = take(identity_params(unique, seed), rows.ravel())
-    return render_faces(people, aus, gaze, smirk)
+    return render_faces(people, aus, gaze, smirk, size=size)
 
 
-def render_target(subject, label, gaze=0, seed=0):
-    """One person (identity index) with one label -> (3, 32, 32); see render_targets."""
-    return render_targets([subject], np.asarray(label, np.float32)[None], [gaze], seed)[0]
+def render_target(subject, label, gaze=0, seed=0, size=SIZE):
+    """One person (identity index) with one label -> (3, size, size); see render_targets."""
+    return render_targets([subject], np.asarray(label, np.float32)[None], [gaze], seed, size)[0]
 
 
-def emotion_faceset(n_subjects=40, seed=0, gazes=(0, 1, 2)):
+def emotion_faceset(n_subjects=40, seed=0, gazes=(0, 1, 2), size=SIZE):
     """RaFD-like set: every subject x the 8 emotions x the gazes; kind "emotion".
 
     labels: one-hot over labels.EMOTIONS; groups: the gaze code; pairs: each image with the 8
@@ -706,7 +707,7 @@ def emotion_faceset(n_subjects=40, seed=0, gazes=(0, 1, 2)):
     gaze = np.tile(np.repeat(np.array(gazes, np.int64), n_emotions), n_subjects)     # (N,)
     labels = np.tile(np.eye(n_emotions, dtype=np.float32), (n_subjects * len(gazes), 1))  # (N, 8)
     aus, smirk = expression_from_label(labels)
-    images = render_faces(take(sample_identities(n_subjects, seed), subjects), aus, gaze, smirk)
+    images = render_faces(take(sample_identities(n_subjects, seed), subjects), aus, gaze, smirk, size=size)
     meta = {"source": "synthetic", "aus": aus, "smirk": smirk, "gaze": gaze,
             "identity_seed": np.full(len(subjects), seed, np.int64)}
     return FaceSet(images, subjects, labels, EMOTIONS, "emotion",
@@ -735,7 +736,7 @@ def random_au_frames(rng, n_frames):
     return aus
 
 
-def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
+def au_faceset(n_subjects=27, frames_per_subject=60, seed=0, size=SIZE):
     """DISFA-like set: per subject, frames with sparse random AU intensities; kind "au".
 
     labels: (N, 12) AU intensities in [0, 1], labels.AUS order; frontal gaze (DISFA's subjects
@@ -750,7 +751,7 @@ def au_faceset(n_subjects=27, frames_per_subject=60, seed=0):
     aus = np.concatenate([random_au_frames(np.random.default_rng([seed, s, 1]), frames_per_subject)
                           for s in range(n_subjects)])                            # (N, 12)
     gaze = np.zeros(len(subjects), np.int64)
-    images = render_faces(take(sample_identities(n_subjects, seed), subjects), aus, gaze)
+    images = render_faces(take(sample_identities(n_subjects, seed), subjects), aus, gaze, size=size)
     pairs = random_partner_pairs(subjects, np.arange(len(subjects)),
                                  np.random.default_rng([seed, 2]))
     meta = {"source": "synthetic", "aus": aus, "smirk": np.zeros(len(subjects), np.float32),

@@ -86,7 +86,8 @@ def evaluation_set(test_set, max_pairs=None, seed=0):
         key_labels = np.repeat(unique_keys[:, :-1], n_people, axis=0)      # (K*S, L)
         key_groups = np.repeat(unique_keys[:, -1].astype(np.int64), n_people)
         bank_subjects = np.tile(people, n_keys)                            # (K*S,)
-        bank = render_targets(bank_subjects, key_labels, key_groups, _synthetic_seed(test_set))
+        bank = render_targets(bank_subjects, key_labels, key_groups, _synthetic_seed(test_set),
+                              size=test_set.images.shape[-1])                # the set's own size
     else:
         rows = np.empty((n_keys, n_people), np.int64)
         images_of = [np.flatnonzero(test_set.subjects == person) for person in people]

@@ -1,6 +1,6 @@
-"""Who is in a 32×32 face, as dlib's face-recognition network sees it: 128-d descriptors.
+"""Who is in a 32×32 (or 64×64) face, as dlib's face-recognition network sees it: 128-d descriptors.
 
-    descriptors(images)      (N, 3, 32, 32) in [-1, 1] -> (N, 128) float32
+    descriptors(images)      (N, 3, S, S) in [-1, 1], S = 32 or 64 -> (N, 128) float32
     unavailable_reason()     "" when dlib and its model file are installed, else why not
 
 dlib's ResNet (dlib_face_recognition_resnet_model_v1.dat, shipped in the PyPI package

@@ -92,7 +92,7 @@ def _prepare_split(split, kind, label_names, reader_config, max_pairs, say):
     """(evaluation set, trained expression reader, the reader's ceiling) for one split."""
     t0 = time.perf_counter()
     evalset = evaluation_set(split.test, max_pairs)
-    reader = ExpressionReader(kind, len(label_names), reader_config)
+    reader = ExpressionReader(kind, len(label_names), reader_config, image_size=split.train.images.shape[-1])
     reader.fit(split.train.images, split.train.labels)
     ceiling = reader_ceiling(reader, split.test)
     if kind == "au":   # what answering the training mean for every face would score
@@ -129,11 +129,12 @@ def _description(splits, kind, dlib_identity):
         + ("label, rendered exactly" if all(s.test.meta.get("source") == "synthetic" for s in splits)
            else "label") +
         " (MSE and PSNR = 10 log10(L²/MSE) with L = 2 for [-1, 1] images; SSIM with an 11×11 "
-        "Gaussian window, σ = 1.5). Identity: is the nearest, in pixel space, of the held-out "
+        "Gaussian window, σ = 1.5, on 32×32 faces, scaled with the face on larger ones: 21×21, σ = 3 "
+        "at 64×64). Identity: is the nearest, in pixel space, of the held-out "
         "people's real images with the target label the same person? Compared inside the face "
         "ellipse (the main number), and over the whole image (backdrop included)"
         + ("; and by dlib's face-recognition network: nearest by Euclidean distance between 128-d "
-           "face descriptors of the 32×32 faces upsampled to dlib's 150×150 chip (identity (dlib))"
+           "face descriptors of the faces upsampled to dlib's 150×150 chip (identity (dlib))"
            if dlib_identity else "") + ". Expression: a small CNN "
         "trained on the real training-fold images reads x̂"
         + (" (accuracy against the target emotion)." if kind == "emotion"
@@ -144,6 +145,7 @@ def _description(splits, kind, dlib_identity):
 def _results(splits, kind, label_names, reader_config, per_network, runs, ceilings, people,
              dlib_identity, dlib_missing, title):
     """The results dict, as written to results.json."""
+    size = splits[0].test.images.shape[-1]
     order = [n for n in NETWORK_ORDER if n in per_network] + \
             sorted(n for n in per_network if n not in NETWORK_ORDER and n != BASELINE) + [BASELINE]
     return {
@@ -153,7 +155,8 @@ def _results(splits, kind, label_names, reader_config, per_network, runs, ceilin
         # "dlib": the identity_dlib_top1 column is there; "skipped: why"; None: not for this data
         "identity_dlib": "dlib" if dlib_identity else (f"skipped: {dlib_missing}" if dlib_missing else None),
         "ceiling": aggregate(ceilings), "ceiling_images": int(sum(c["images"] for c in ceilings)),
-        "reader": {"architecture": "conv 5x5/2 3-16, conv 5x5/2 16-32, dense 2048-64, dense 64-K, LeakyReLU 0.2",
+        "reader": {"architecture": f"conv 5x5/2 3-16, conv 5x5/2 16-32, dense {32 * (size // 4) ** 2}-64, "
+                                   "dense 64-K, LeakyReLU 0.2",
                    "epochs": [reader_config.epochs_for(len(s.train.images)) for s in splits],
                    "batch_size": reader_config.batch_size,
                    "lr": reader_config.lr, "seed": reader_config.seed},

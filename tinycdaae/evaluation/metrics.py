@@ -58,6 +58,14 @@ def _window_matrix(size, weights):
     return m
 
 
+def ssim_window(size):
+    """(σ, radius) of SSIM's window for size×size faces: Wang's 1.5 and 5 at 32×32, scaled with
+    the face (3 and 10 at 64×64), so the window covers the same part of the face at every size."""
+    if size == 32:
+        return SSIM_SIGMA, SSIM_RADIUS
+    return SSIM_SIGMA * size / 32, int(round(SSIM_RADIUS * size / 32))
+
+
 def ssim(a, b, data_range=DATA_RANGE, sigma=SSIM_SIGMA, radius=SSIM_RADIUS):
     """Structural similarity per image (Wang, Bovik, Sheikh & Simoncelli 2004), mean over the
     SSIM map and the channels. With local Gaussian-weighted means μ, variances σ² and covariance

@@ -1,5 +1,6 @@
 """The expression reader: a small CNN, built from the project's own layers, that reads the
-expression of a 32×32 face; trained on real training-fold images only. Plus its confusion counts."""
+expression of a 32×32 face (or of any size that is a multiple of 4: --size 64); trained on real
+training-fold images only. Plus its confusion counts."""
 import math
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class ExpressionReader:
 
         conv 5×5/2 3→16, LeakyReLU (16×16) → conv 5×5/2 16→32, LeakyReLU (8×8)
         → dense 2048→64, LeakyReLU → dense 64→K
+    (at image_size S the dense layer reads 32·(S/4)² features: 8192 at 64×64; the rest is the same)
 
     kind "emotion": K class logits, trained with softmax cross-entropy; predict() gives classes.
     kind "au": K AU intensities, trained with MSE; predict() gives them clipped to [0, 1].
@@ -42,16 +44,18 @@ class ExpressionReader:
     never saw a generated face (and never saw the held-out people).
     """
 
-    def __init__(self, kind, n_outputs, config=None):
+    def __init__(self, kind, n_outputs, config=None, image_size=32):
         if kind not in ("emotion", "au"):
             raise ValueError(f"kind must be 'emotion' or 'au', got {kind!r}")
+        if image_size % 4 or image_size < 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two stride-2 convs), got {image_size}")
         self.kind, self.n_outputs = kind, int(n_outputs)
         self.config = config or ClassifierConfig()
         rng = np.random.default_rng(self.config.seed)
         self.net = Sequential(
             Conv2d(3, 16, 5, 2, 2, rng=rng, name="reader.conv1"), LeakyReLU(0.2),
             Conv2d(16, 32, 5, 2, 2, rng=rng, name="reader.conv2"), LeakyReLU(0.2),
-            Flatten(), Dense(32 * 8 * 8, 64, rng=rng, name="reader.dense1"), LeakyReLU(0.2),
+            Flatten(), Dense(32 * (image_size // 4) ** 2, 64, rng=rng, name="reader.dense1"), LeakyReLU(0.2),
             Dense(64, self.n_outputs, rng=rng, name="reader.out"))
         self.history = []     # mean training loss per epoch
 
@@ -61,7 +65,7 @@ class ExpressionReader:
         return mse_loss(outputs, targets)
 
     def fit(self, images, labels):
-        """images (N, 3, 32, 32) in [-1, 1]; labels (N, K): one-hot rows or AU intensities."""
+        """images (N, 3, S, S) in [-1, 1]; labels (N, K): one-hot rows or AU intensities."""
         images, labels = np.asarray(images, np.float32), np.asarray(labels, np.float32)
         if labels.shape != (len(images), self.n_outputs):
             raise ValueError(f"labels must be ({len(images)}, {self.n_outputs}), got {labels.shape}")

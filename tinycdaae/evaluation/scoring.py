@@ -3,12 +3,13 @@ import math
 
 import numpy as np
 
-from .metrics import face_mask, identity_hits, mse, psnr, ssim
+from .metrics import face_mask, identity_hits, mse, psnr, ssim, ssim_window
 from .reader import confusion_matrix, per_class_accuracy
 
 
 def score(x_hat, evalset, reader, dlib_identity=False):
-    """Every metric for generated images x_hat (P, 3, 32, 32) aligned with evalset's pairs.
+    """Every metric for generated images x_hat (P, 3, S, S) aligned with evalset's pairs (SSIM's
+    window scaled with S, see metrics.ssim_window).
 
     dlib_identity: also the identity retrieval with dlib's face descriptors (identity_dlib_top1;
     needs dlib, see face_identity.unavailable_reason()).
@@ -19,7 +20,7 @@ def score(x_hat, evalset, reader, dlib_identity=False):
     if x_hat.shape != evalset.x_target.shape:
         raise ValueError(f"x_hat has shape {x_hat.shape}, the evaluation set needs {evalset.x_target.shape}")
     per_pair = {"mse": mse(x_hat, evalset.x_target), "psnr": psnr(x_hat, evalset.x_target),
-                "ssim": ssim(x_hat, evalset.x_target),
+                "ssim": ssim(x_hat, evalset.x_target, **_window(x_hat)),
                 "identity_hit": identity_hits(x_hat, evalset.subjects, evalset.bank, evalset.bank_subjects,
                                               evalset.gallery, mask=face_mask(*x_hat.shape[2:])),
                 "identity_hit_whole": identity_hits(x_hat, evalset.subjects, evalset.bank,
@@ -52,6 +53,11 @@ def score(x_hat, evalset, reader, dlib_identity=False):
                                        float(expr[m].mean()), "mse": float(per_pair["mse"][m].mean())}
                             for name, m in bins.items() if m.any()}
     return summary, per_pair
+
+
+def _window(images):
+    sigma, radius = ssim_window(images.shape[-1])
+    return {"sigma": sigma, "radius": radius}
 
 
 def change_bins(change):
