@@ -171,3 +171,10 @@ def test_mirror_half_mirrors_input_and_target_together_and_repeats_per_step(face
     other = mirror_half((x_s, x_t, l_t), seed=3, step=8)
     assert not np.array_equal(other[0], out_s)
     assert np.array_equal(faces[0].batch(np.arange(64))[0], x_s), "the training set itself is untouched"
+
+
+def test_the_warnings_advice_fits_the_runs_own_settings():
+    from tinycdaae.training import failure_advice
+    assert "--lr-d-e 1e-3" in failure_advice(objective_config(RECIPES["paper"]))
+    stable = failure_advice(objective_config(RECIPES["stable"]))
+    assert "--lr-d-e" not in stable and "already learns at the encoder's rate" in stable

@@ -82,6 +82,15 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------- monitors
+def failure_advice(objective_config=None):
+    """What to try when a monitor fires, given the run's settings (ObjectiveConfig, or None: unknown)."""
+    if objective_config is not None and objective_config.lr_d_e >= objective_config.lr_autoencoder:
+        return ("D_E already learns at the encoder's rate here, as in the default recipe; runs that "
+                "fail even so are measured in docs/stability.md and docs/size64.md: try another --seed")
+    return ("the default recipe (--recipe stable) avoids this by training D_E at the encoder's learning "
+            "rate; with other settings, try --lr-d-e 1e-3")
+
+
 class LatentCollapseMonitor:
     """Watches the latent discriminator D_E: its loss should hover near chance, 2 ln 2 ≈ 1.39
     (D_E unsure, the codes z look like prior samples). It warns when the running mean of the last
@@ -99,11 +108,9 @@ class LatentCollapseMonitor:
     """
 
     FAR = 2.0   # "far from chance": a factor of 2 either way
-    ADVICE = ("the default recipe (--recipe stable) avoids this by training D_E at the encoder's learning "
-              "rate; with other settings, try --lr-d-e 1e-3")
-
-    def __init__(self, window, patience):          # defaults: TrainConfig
+    def __init__(self, window, patience, advice=None):          # defaults: TrainConfig
         self.window, self.patience = window, patience
+        self.advice = advice or failure_advice()
         self.loss_d_e, self.loss_e, self.acc_d_e = (deque(maxlen=window) for _ in range(3))
         self.streak = 0          # consecutive steps showing a sign
         self.reported = False    # already warned about the current episode
@@ -138,7 +145,7 @@ class LatentCollapseMonitor:
         self.streak += 1
         if self.streak >= self.patience and not self.reported:
             self.reported = True
-            return f"{sign}. The run continues; if the samples stop changing expression, {self.ADVICE}."
+            return f"{sign}. The run continues; if the samples stop changing expression, {self.advice}."
         return None
 
     def state(self):
@@ -170,8 +177,9 @@ class LabelEffectMonitor:
     It warns, once, when the ratio stays below `threshold` for `patience` epochs in a row after
     the first `grace` epochs (every network starts by copying its input; see docs/stability.md)."""
 
-    def __init__(self, threshold, patience, grace):          # defaults: TrainConfig
+    def __init__(self, threshold, patience, grace, advice=None):          # defaults: TrainConfig
         self.threshold, self.patience, self.grace = threshold, patience, grace
+        self.advice = advice or failure_advice()
         self.streak, self.reported = 0, False
 
     def update(self, epoch, effect, data_change):
@@ -186,7 +194,7 @@ class LabelEffectMonitor:
             return (f"the generated faces hardly depend on the label: changing the label changes the "
                     f"output by {effect:.4f} on average, {ratio:.0%} of the change the data asks for "
                     f"({data_change:.4f}), for {self.streak} epochs in a row. The network is copying its "
-                    f"input or ignoring the label; {LatentCollapseMonitor.ADVICE}.")
+                    f"input or ignoring the label; {self.advice}.")
         return None
 
     def state(self):
@@ -393,10 +401,11 @@ class Trainer:
         self.resume_hint, self.say = resume_hint, say
         self.checkpoint_path = os.path.join(out_dir, "checkpoint.npz")
         self.log_path = os.path.join(out_dir, "log.jsonl")
-        self.collapse = LatentCollapseMonitor(config.monitor_window, config.collapse_patience)
+        advice = failure_advice(objective.config)
+        self.collapse = LatentCollapseMonitor(config.monitor_window, config.collapse_patience, advice)
         self.divergence = DivergenceMonitor(config.monitor_window, config.divergence_factor)
         self.label_monitor = LabelEffectMonitor(config.label_effect_threshold, config.label_effect_patience,
-                                                config.label_grace_epochs())
+                                                config.label_grace_epochs(), advice)
         self.probe = label_probe(train_set)
         self.epoch = 0                 # epochs completed
         self.batch_in_epoch = 0        # batches completed in the current epoch
