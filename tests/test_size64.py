@@ -2,41 +2,23 @@
 the sample grids, the checkpoint, generate and evaluate; a run keeps its size on resume; the
 renderer and the aligner draw the same face at 64 as at 32; the whole network's gradients check
 at 64x64."""
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from test_cli import PHOTO, REPO, env, needs_dlib, png_shape  # noqa: F401  (env: a fixture)
+from test_cli import cli as run_cli
 
 from tinycdaae import checkpoint, grids
 from tinycdaae.data import synthetic
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PHOTO = os.path.join(REPO, "tests", "data", "london", "001_neutral.jpg")
 TINY = ["--subjects", "4", "--folds", "2", "--width", "0.0625", "--batch-size", "128", "--epochs", "1",
         "--device", "cpu"]
-needs_dlib = pytest.mark.skipif(importlib.util.find_spec("dlib") is None,
-                                reason="aligning a photo needs dlib: pip install -e .[data]")
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    threads = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    return {**os.environ, **threads, "TINYCDAAE_CACHE": str(tmp_path_factory.mktemp("cache")),
-            "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def cli(env, *args, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(REPO, "run.py"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
-
-
-def png_shape(path):
-    import imageio.v3 as iio
-    return iio.imread(path).shape
+    """run.py in a subprocess, with the longer time limit 64x64 runs may need on a busy machine."""
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
