@@ -178,3 +178,39 @@ def test_the_warnings_advice_fits_the_runs_own_settings():
     assert "--lr-d-e 1e-3" in failure_advice(objective_config(RECIPES["paper"]))
     stable = failure_advice(objective_config(RECIPES["stable"]))
     assert "--lr-d-e" not in stable and "already learns at the encoder's rate" in stable
+
+
+class TargetsBlowUpFrom:
+    """The training pairs, with the targets flipped and tripled (x_t -> -3 x_t) from batch `start`
+    on: L_R jumps ~100x within a few steps, as in a sudden divergence."""
+
+    def __init__(self, faceset, start):
+        self.faceset, self.start, self.calls = faceset, start, 0
+
+    def __getattr__(self, name):
+        return getattr(self.faceset, name)
+
+    def __len__(self):
+        return len(self.faceset)
+
+    def batch(self, rows):
+        x_s, x_t, l_t = self.faceset.batch(rows)
+        self.calls += 1
+        return (x_s, -3 * x_t, l_t) if self.calls >= self.start else (x_s, x_t, l_t)
+
+
+def test_a_blow_up_in_an_epochs_last_steps_keeps_the_previous_checkpoint(tmp_path, faces):
+    """8 epochs of 12 steps; the blow-up starts at step 93, four steps before the epoch-8 save. The
+    50-step running mean has not reached the stopping point by then; the save is refused anyway,
+    and the epoch-7 checkpoint (step 84) is the one kept."""
+    blowing = TargetsBlowUpFrom(faces[0], start=93)
+    model = CDAAE(ModelConfig(width=0.125, seed=1))
+    objective = Objective(model, objective_config(RECIPES["stable"], prior_seed=2))
+    trainer = Trainer(objective, blowing, TrainConfig(epochs=8, batch_size=64, seed=3), str(tmp_path),
+                      say=lambda message: None)
+    assert trainer.run() == "diverged"
+    assert checkpoint.read(os.path.join(tmp_path, "checkpoint.npz"))[0]["step"] == 84
+    with open(os.path.join(tmp_path, "log.jsonl")) as f:
+        events = [json.loads(line) for line in f if '"event"' in line]
+    assert events[-1]["event"] == "diverged" and "blew up" in events[-1]["message"]
+    assert events[-1]["step"] == 96

@@ -225,6 +225,18 @@ class DivergenceMonitor:
                     f"is {mean:.4f}, {mean / self.best:.0f}x its best ({self.best:.4f})")
         return None
 
+    def recent_blowup(self, last=8):
+        """A message when the last `last` steps' mean L_R is already past the stopping point (a
+        sudden blow-up, which the `window`-step running mean only reaches some steps later), else
+        None. Asked before each save, so that the checkpoint kept after a divergence is a good one."""
+        if not math.isfinite(self.best) or len(self.recent) < last:
+            return None
+        mean = float(np.mean(list(self.recent)[-last:]))
+        if mean > self.factor * self.best and mean > DIVERGED_LOSS_R:
+            return (f"the reconstruction loss blew up: its mean over the last {last} steps is {mean:.4f}, "
+                    f"{mean / self.best:.0f}x its best ({self.best:.4f})")
+        return None
+
     def state(self):
         return {"recent": list(self.recent), "best": self.best if math.isfinite(self.best) else None}
 
@@ -444,6 +456,9 @@ class Trainer:
         if not all(bool(xp.isfinite(p.data).all()) for p in self.objective.model.params()):
             return self._stop_diverged("a weight became NaN or infinite in the last update",
                                        self.objective.step_count)
+        blowup = self.divergence.recent_blowup()
+        if blowup:                    # the running mean lags a sudden blow-up: keep the older checkpoint
+            return self._stop_diverged(blowup, self.objective.step_count)
         self.save()
         return None
 
