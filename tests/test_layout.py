@@ -1,6 +1,7 @@
 """The shape of the code: short functions, one-way dependencies, a clean linter, no path hacks."""
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,9 +75,19 @@ def test_the_package_and_the_command_line_do_not_touch_sys_path():
         assert "sys.path.insert" not in path.read_text(), path
 
 
-def test_every_design_reference_names_a_file_in_the_repository():
-    for path in [*PACKAGE.rglob("*.py"), *REPO.glob("*.md"), *(REPO / "docs").glob("*.md")]:
-        assert "DESIGN.md" not in path.read_text(), f"{path}: docs/design.md is the design document"
+def test_every_markdown_file_named_is_in_the_repository():
+    """The package, the README, docs/ and the notebooks name only .md files the repository holds
+    (a path from the root or from the naming file's folder, or a file name found in the tree), and
+    nothing points into a folder beside the checkout."""
+    tracked = {p.name for p in REPO.rglob("*.md") if ".git" not in p.parts}
+    sources = [*PACKAGE.rglob("*.py"), *REPO.glob("*.md"), *(REPO / "docs").glob("*.md"),
+               *(REPO / "walkthrough").glob("*.ipynb"), *(REPO / "walkthrough").glob("*.md")]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        assert "../shared" not in text, f"{path} points outside the repository"
+        for name in re.findall(r"[\w./-]*\.md\b", text):
+            found = (REPO / name).exists() or (path.parent / name).exists() or Path(name).name in tracked
+            assert found, f"{path} names {name}, which the repository does not hold"
 
 
 @pytest.mark.skipif(os.environ.get("TINYCDAAE_TEST_DEVICE", "cpu") != "cpu",
