@@ -43,11 +43,11 @@ CHANCE_LOSS_D = 2 * math.log(2)   # a discriminator that answers 0.5 everywhere:
 DIVERGED_LOSS_R = 0.1             # an MSE this large is a face off by ~40 grey levels: not a good run
 
 
-
 def run_seeds(seed):
     """One run seed -> three independent integer seeds (weights, prior samples, data order).
     Seeding three generators with the same integer would make them draw the same numbers."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+
 
 @dataclass
 class TrainConfig:
@@ -108,6 +108,7 @@ class LatentCollapseMonitor:
     """
 
     FAR = 2.0   # "far from chance": a factor of 2 either way
+
     def __init__(self, window, patience, advice=None):          # defaults: TrainConfig
         self.window, self.patience = window, patience
         self.advice = advice or failure_advice()
@@ -218,23 +219,23 @@ class DivergenceMonitor:
         self.recent.append(metrics["loss_R"])
         if len(self.recent) < self.recent.maxlen:
             return None
-        mean = float(np.mean(self.recent))
-        self.best = min(self.best, mean)
-        if mean > self.factor * self.best and mean > DIVERGED_LOSS_R:
-            return (f"the reconstruction loss diverged: its mean over the last {len(self.recent)} steps "
-                    f"is {mean:.4f}, {mean / self.best:.0f}x its best ({self.best:.4f})")
-        return None
+        self.best = min(self.best, float(np.mean(self.recent)))
+        return self._past_the_stop(self.recent, "diverged")
 
     def recent_blowup(self, last=8):
-        """A message when the last `last` steps' mean L_R is already past the stopping point (a
-        sudden blow-up, which the `window`-step running mean only reaches some steps later), else
-        None. Asked before each save, so that the checkpoint kept after a divergence is a good one."""
+        """The same stopping point for the mean of the last `last` steps only: a sudden blow-up,
+        which the `window`-step running mean reaches some steps later. Asked before each save, so
+        that the checkpoint kept after a divergence is a good one. A message, or None."""
         if not math.isfinite(self.best) or len(self.recent) < last:
             return None
-        mean = float(np.mean(list(self.recent)[-last:]))
+        return self._past_the_stop(list(self.recent)[-last:], "blew up")
+
+    def _past_the_stop(self, values, verb):
+        """The message when the mean of `values` is `factor` times the best and above DIVERGED_LOSS_R."""
+        mean = float(np.mean(values))
         if mean > self.factor * self.best and mean > DIVERGED_LOSS_R:
-            return (f"the reconstruction loss blew up: its mean over the last {last} steps is {mean:.4f}, "
-                    f"{mean / self.best:.0f}x its best ({self.best:.4f})")
+            return (f"the reconstruction loss {verb}: its mean over the last {len(values)} steps "
+                    f"is {mean:.4f}, {mean / self.best:.0f}x its best ({self.best:.4f})")
         return None
 
     def state(self):
