@@ -78,13 +78,16 @@ def test_the_package_and_the_command_line_do_not_touch_sys_path():
 def test_every_markdown_file_named_is_in_the_repository():
     """The package, the README, docs/ and the notebooks name only .md files the repository holds
     (a path from the root or from the naming file's folder, or a file name found in the tree), and
-    nothing points into a folder beside the checkout."""
+    every path climbing out of its folder (../name) lands on something inside the repository."""
     tracked = {p.name for p in REPO.rglob("*.md") if ".git" not in p.parts}
     sources = [*PACKAGE.rglob("*.py"), *REPO.glob("*.md"), *(REPO / "docs").glob("*.md"),
                *(REPO / "walkthrough").glob("*.ipynb"), *(REPO / "walkthrough").glob("*.md")]
     for path in sources:
         text = path.read_text(encoding="utf-8")
-        assert "../shared" not in text, f"{path} points outside the repository"
+        for relative in re.findall(r"(?:\.\./)+\w[\w.-]*", text):    # a path climbing out of its folder
+            target = (path.parent / relative).resolve()
+            assert REPO.resolve() in target.parents and target.exists(), \
+                f"{path} names {relative}, which is not in the repository"
         for name in re.findall(r"[\w./-]*\.md\b", text):
             found = (REPO / name).exists() or (path.parent / name).exists() or Path(name).name in tracked
             assert found, f"{path} names {name}, which the repository does not hold"
