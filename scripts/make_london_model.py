@@ -69,7 +69,8 @@ def main(argv=None):
     recipe = RECIPES[DEFAULT_RECIPE]
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))
-    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"], seed=order_seed)
+    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"], seed=order_seed,
+                         flip=recipe["flip"])
     info = {"label_names": names, "label_kind": faces.kind,
             "trained_on": f"all {len(faces.subject_ids)} built-in London people, {len(faces)} pairs",
             "recipe": DEFAULT_RECIPE, "epochs": EPOCHS, "width": WIDTH, "seed": SEED,
@@ -79,7 +80,8 @@ def main(argv=None):
     status = Trainer(objective, faces, config, args.out, extra_info=info).run()
     if status != "finished":
         return 1
-    checkpoint.save_generator(args.model, model, info)
+    with objective.drawing_weights():          # the weight average θ̄ when the recipe keeps one
+        checkpoint.save_generator(args.model, model, info)
     print(f"wrote {args.model} ({os.path.getsize(args.model) / 1e6:.1f} MB)")
     figure(args.model, args.figure)
     return 0

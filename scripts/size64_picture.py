@@ -25,7 +25,7 @@ def held_out(run, size):
     o = meta["extra"]["options"]
     faces = load_dataset(o["dataset"], folds=o["folds"], size=size, progress=False)
     _, test = split_for_training(faces, o["fold"], o["folds"], seed=0)
-    model = checkpoint.load(path)[0].model
+    model = checkpoint.load_model(path)[0]
     assert model.config.image_size == size, f"{run} is a {model.config.image_size}x{model.config.image_size} run"
     return test, model, (o["fold"], o["folds"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from tinycdaae import backend, gradcheck, im2col, layers, losses, reference
 from tinycdaae.backend import to_device, to_host
-from tinycdaae.optim import Adam
+from tinycdaae.optim import Adam, WeightAverage
 
 F64 = np.float64
 
@@ -176,6 +176,43 @@ def test_adam_state_is_per_parameter_object():
     assert (opt.m[a] > 0).all() and (opt.m[b] < 0).all()
     with pytest.raises(ValueError, match="twice"):
         Adam([a, a])
+
+
+def test_weight_average_is_the_bias_corrected_moving_average():
+    """θ̄_t = Σ_i (1 − δ) δ^(t−i) θ_i / (1 − δ^t), computed by hand for three steps of θ."""
+    p = layers.Param(to_device(np.array([5.0])), "theta")
+    average = WeightAverage([p], decay=0.9)
+    assert float(average.averaged(p)[0]) == 5.0                  # nothing averaged yet: θ itself
+    thetas = [1.0, 2.0, 4.0]
+    for t, theta in enumerate(thetas, start=1):
+        p.data[...] = theta
+        average.update()
+        by_hand = sum(0.1 * 0.9 ** (t - i) * thetas[i - 1] for i in range(1, t + 1)) / (1 - 0.9 ** t)
+        assert float(to_host(average.averaged(p))[0]) == pytest.approx(by_hand, rel=1e-12)
+    assert average.t == 3 and float(to_host(p.data)[0]) == 4.0   # averaging never moves θ
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage([p], decay=1.0)
+
+
+def test_weight_average_swaps_in_and_always_puts_the_weights_back():
+    """Inside `swapped_in` the parameters hold θ̄; after it, exactly θ again, also when the block
+    raises. A conv weight is a strided view of its layer's storage: it must stay that view."""
+    conv = layers.Conv2d(3, 4, 5, 2, rng=np.random.default_rng(0), name="c")
+    weight = conv.params()[0]
+    storage, strides = weight.data, weight.data.strides
+    theta = to_host(weight.data).copy()
+    average = WeightAverage(conv.params(), decay=0.5)
+    for shift in (1.0, 3.0):
+        weight.data += shift
+        average.update()
+    after = to_host(weight.data).copy()
+    with average.swapped_in():
+        np.testing.assert_allclose(to_host(weight.data), theta + (0.5 * 1 + 1 * 4) / 1.5, rtol=1e-5)
+    np.testing.assert_array_equal(to_host(weight.data), after)
+    with pytest.raises(RuntimeError), average.swapped_in():
+        raise RuntimeError("a sample picture failed")
+    np.testing.assert_array_equal(to_host(weight.data), after)
+    assert weight.data is storage and weight.data.strides == strides
 
 
 def on_device(loss_fn, pred, target):

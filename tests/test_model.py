@@ -171,3 +171,32 @@ def test_a_few_hundred_steps_drive_the_reconstruction_loss_down():
         last = objective.step(x_s, x_t, labels)
     assert last["loss_R"] < first / 10, (first, last)
     assert np.isfinite(list(last.values())).all()
+
+
+def test_the_weight_average_changes_what_draws_never_how_it_trains(tmp_path):
+    """ema_decay > 0 keeps θ̄ beside training: the trained weights stay bit for bit those of a run
+    without it; the checkpoint carries θ̄ (and resumes it exactly); load_model draws with θ̄."""
+    x_s, x_t, labels = fixed_pairs()
+    plain, averaged = Objective(small_model()), Objective(small_model(), ema_decay=0.9)
+    for _ in range(3):
+        plain.step(x_s, x_t, labels)
+        averaged.step(x_s, x_t, labels)
+    for a, b in zip(plain.model.params(), averaged.model.params()):
+        np.testing.assert_array_equal(to_host(a.data), to_host(b.data))
+    assert averaged.average.t == 3 and plain.average is None
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save(path, averaged)
+    drawn, _ = checkpoint.load_model(path)
+    with averaged.drawing_weights():
+        expected = averaged.model.generate(x_s, labels)["x_hat"]
+    np.testing.assert_array_equal(drawn.generate(x_s, labels)["x_hat"], expected)
+    assert not np.array_equal(expected, averaged.model.generate(x_s, labels)["x_hat"])   # θ̄ ≠ θ
+    resumed, _ = checkpoint.load(path)                      # resuming restores θ (and the average)
+    for objective in (averaged, resumed):
+        objective.step(x_s, x_t, labels)
+    for p, q in zip(averaged.average.params, resumed.average.params):
+        np.testing.assert_array_equal(to_host(averaged.average.averaged(p)), to_host(resumed.average.averaged(q)))
+    arrays = dict(np.load(path))                            # a checkpoint that lost its average
+    np.savez(tmp_path / "cut.npz", **{k: v for k, v in arrays.items() if not k.startswith("average/")})
+    with pytest.raises(checkpoint.CheckpointError, match="no array 'average/"):
+        checkpoint.load(tmp_path / "cut.npz")

@@ -1,7 +1,8 @@
 """Checkpoints: one .npz file with everything needed to continue a run bit-for-bit.
 
-Contents: every weight, every Adam moment and step counter, the step count, the prior's random
-generator state, the model and objective configs (as JSON), and any extra JSON-able state the
+Contents: every weight, every Adam moment and step counter, the moving average of the encoder's
+and decoder's weights when the run keeps one (average/..., see optim.WeightAverage), the step
+count, the prior's random generator state, the model and objective configs (as JSON), and any extra JSON-able state the
 trainer adds (epoch, data-order generator...). Loaded with allow_pickle=False: a checkpoint is
 data, never code. Written atomically — to a temporary file in the same folder, flushed to disk,
 then renamed over the old one — so a kill in the middle of a save leaves the previous checkpoint
@@ -51,10 +52,15 @@ def save(path, objective, extra=None):
             arrays[f"adam/{opt_name}/m/{p.name}"] = backend.to_host(opt.m[p])
             arrays[f"adam/{opt_name}/v/{p.name}"] = backend.to_host(opt.v[p])
         opt_steps[opt_name] = opt.t
+    if objective.average is not None:       # the moving average a of E and G's weights (optim.WeightAverage)
+        for p in objective.average.params:
+            arrays[f"average/{p.name}"] = backend.to_host(objective.average.average[p])
     meta = {"format_version": FORMAT_VERSION, "model_config": model.config_dict(),
             "objective_config": objective.config_dict(), "step": objective.step_count,
             "adam_steps": opt_steps, "prior_rng": objective.rng.bit_generator.state,
             "extra": extra or {}}
+    if objective.average is not None:
+        meta["average_steps"] = objective.average.t
     arrays["meta_json"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -170,6 +176,14 @@ def _restore(meta, arrays, objective, path):
             raise CheckpointError(f"checkpoint {path} has no step count for optimizer {opt_name!r}; "
                                   f"it was damaged or written by another version")
         opt.t = int(meta["adam_steps"][opt_name])
+    if objective.average is not None:
+        for p in objective.average.params:
+            _assign(objective.average.average[p], arrays, f"average/{p.name}", path)
+        steps = meta.get("average_steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise CheckpointError(f"checkpoint {path} has no step count for its weight average; it was "
+                                  f"damaged or written by another version")
+        objective.average.t = steps
     try:
         objective.rng.bit_generator.state = meta["prior_rng"]
     except (KeyError, TypeError, ValueError) as err:
@@ -228,10 +242,14 @@ def save_generator(path, model, extra=None):
 
 def load_model(path):
     """(model, extra) from a training checkpoint or a generator-only file: for generating only
-    (a generator file's discriminators keep their initial weights)."""
+    (a generator file's discriminators keep their initial weights). A training checkpoint with a
+    weight average gives the averaged weights θ̄ (the ones that draw faces, see optim.WeightAverage)."""
     meta, arrays = read(path)
     if meta.get("kind") != "generator":
         objective, extra = load(path)
+        if objective.average is not None:
+            for p in objective.average.params:
+                p.data[...] = objective.average.averaged(p)
         return objective.model, extra
     model = _build({**meta["model_config"], "dtype": "float32"}, path=path)
     for block in GENERATOR_BLOCKS:

@@ -157,6 +157,10 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--flip", action=argparse.BooleanOptionalAction, help="mirror a random half of "
                         "each batch's pairs left-right, input and target together; measured in "
                         f"docs/stability.md ({recipe_default('flip', '')})")
+    recipe.add_argument("--ema-decay", type=float, metavar="D", help="faces are drawn (samples, "
+                        "generate, evaluate) with a moving average of the encoder's and decoder's weights "
+                        "over the last ~1/(1-D) steps; 0 draws with the last weights "
+                        f"({recipe_default('ema_decay')})")
 
 
 
@@ -260,7 +264,7 @@ def resolve_train_options(args):
     size = check_resume_size(args.size, meta, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
-    stored = {"flip": False, **stored}   # runs from before --flip existed never mirrored
+    stored = {"flip": False, "ema_decay": 0.0, **stored}   # runs from before --flip / --ema-decay existed
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:
@@ -703,7 +707,7 @@ def run_evaluation(paths, args, out, typed=None):
             check_stored_options(extra["options"], path)
         o = {**evaluation_data_options(extra, typed or {}, path), "size": config["image_size"]}
         key = tuple(o[k] for k in EVALUATE_DATA_OPTIONS + ("size",))   # the data at the network's size
-        load = (lambda path=path: checkpoint.load(path)[0].model)
+        load = (lambda path=path: checkpoint.load_model(path)[0])     # the weights that draw faces
         splits.setdefault(key, (o, []))[1].append((config["skip"], path, load, extra, config))
     sizes = sorted({o["size"] for o, _ in splits.values()})
     if len(sizes) > 1:

@@ -23,6 +23,7 @@ One step: one forward of E and G; one update of D_E and D_G together (Adam, lr 1
 (fixed) z and x̂; then one update of E and G (Adam, lr 1e-3) through the *updated*
 discriminators. E and G do not change between the two updates, so their forward is shared.
 """
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -31,7 +32,7 @@ import numpy as np
 from . import backend
 from .errors import ConfigError
 from .losses import bce_with_logits, mse
-from .optim import Adam
+from .optim import Adam, WeightAverage
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ObjectiveConfig:
     adam_beta1: float = 0.9       # Adam's first-moment decay for all three optimizers (Adam's default;
                                   # GANs often use 0.5). Not the paper's β1, which weighs L_E.
     real_label: float = 1.0       # discriminators' target for real samples; 0.9 = one-sided label smoothing
+    ema_decay: float = 0.0        # δ of the moving average of E and G's weights that draws the faces
+                                  # (optim.WeightAverage); 0 = draw with the last weights (paper)
     prior_seed: int = 0           # seed of the N(0, I) samples z* shown to D_E
 
     def __post_init__(self):
@@ -58,6 +61,8 @@ class ObjectiveConfig:
             raise ConfigError("adam_beta1", f"must be in [0, 1) (0.9 is usual), got {self.adam_beta1}")
         if not 0.5 < self.real_label <= 1.0:
             raise ConfigError("real_label", f"must be in (0.5, 1], got {self.real_label}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("ema_decay", f"must be in [0, 1) (0 = off, 0.995 is usual), got {self.ema_decay}")
 
 
 def accuracy(logits_real, logits_fake):
@@ -107,7 +112,8 @@ def autoencoder_pass(model, x_t, forward, config, adversarial=True):
 
 
 class Objective:
-    """The model, its three Adam optimizers (E+G, D_E, D_G) and the prior's random stream."""
+    """The model, its three Adam optimizers (E+G, D_E, D_G), the prior's random stream, and (when
+    config.ema_decay > 0) the moving average of E and G's weights used to draw faces."""
 
     def __init__(self, model, config=None, **overrides):
         self.model = model
@@ -118,6 +124,8 @@ class Objective:
         self.opt_d_g = Adam(model.D_G.params(), lr=config.lr_d_g, beta1=b1)
         self.rng = np.random.default_rng(config.prior_seed)     # z* ~ N(0, I), drawn on the host
         self.step_count = 0
+        self.average = (WeightAverage(model.autoencoder_params(), config.ema_decay)
+                        if config.ema_decay > 0 else None)
 
     @property
     def optimizers(self):
@@ -147,8 +155,15 @@ class Objective:
         self.opt_autoencoder.zero_grad()
         metrics.update(autoencoder_pass(self.model, x_t, forward, self.config, adversarial))
         self.opt_autoencoder.step()
+        if self.average is not None:
+            self.average.update()                               # after E and G's update: θ̄ follows θ
         self.step_count += 1
         return {k: float(v) for k, v in metrics.items()}       # one device -> host sync per step
+
+    def drawing_weights(self):
+        """`with objective.drawing_weights():` the model holds the weights that draw faces: the
+        moving average θ̄ when there is one, else the current weights (then it changes nothing)."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     def config_dict(self):
         return asdict(self.config)

@@ -1,8 +1,11 @@
-"""Adam (Kingma & Ba 2015, Algorithm 1), one optimizer per network.
+"""Adam (Kingma & Ba 2015, Algorithm 1), one optimizer per network; and WeightAverage, the moving
+average of the encoder and decoder weights that draws the faces.
 
 State (first and second moments) is keyed by the Param object itself, so two layers can never mix
 their moments the way a name-keyed dict can ("W" of one layer overwriting "W" of another).
 """
+import contextlib
+
 from . import backend
 
 
@@ -85,3 +88,48 @@ class Adam:
         if key not in self._tmp:
             self._tmp[key] = backend.xp.empty(size, dtype=dtype)
         return self._tmp[key]
+
+
+class WeightAverage:
+    """An exponential moving average of parameters (Polyak averaging), kept beside training:
+
+        a ← δ a + (1 − δ) θ   after every update, from a = 0        θ̄ = a / (1 − δᵗ)
+
+    θ̄ weighs the update at step t − k by (1 − δ) δᵏ / (1 − δᵗ): the last ~1/(1 − δ) steps count,
+    and dividing by 1 − δᵗ (as Adam corrects m̂) makes the weights sum to 1 from step 1 on, so the
+    random initial weights never leak in. Training never reads θ̄: it is the network used to draw
+    faces. Adversarial training makes θ circle around a good point rather than settle on it; θ̄
+    sits nearer the centre, so it draws smoother faces with less of the last steps' noise.
+    """
+
+    def __init__(self, params, decay):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.params, self.decay = list(params), decay
+        self.t = 0
+        self.average = {p: backend.xp.zeros_like(p.data) for p in self.params}   # a, one per θ
+
+    def update(self):
+        self.t += 1
+        for p in self.params:
+            a = self.average[p]
+            a *= self.decay
+            a += (1 - self.decay) * p.data
+
+    def averaged(self, p):
+        """θ̄ of parameter p (a new array)."""
+        if self.t == 0:
+            return p.data.copy()        # nothing averaged yet: the weights themselves
+        return self.average[p] / (1 - self.decay ** self.t)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """Inside the block the parameters hold θ̄ (to draw with them); θ is put back after."""
+        kept = [p.data.copy() for p in self.params]
+        try:
+            for p in self.params:
+                p.data[...] = self.averaged(p)
+            yield
+        finally:
+            for p, data in zip(self.params, kept):
+                p.data[...] = data

@@ -28,13 +28,14 @@ never saturates. Everything else is the paper's.
 from .errors import ConfigError
 from .objective import ObjectiveConfig
 
-RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing", "flip")
+RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing", "flip",
+                  "ema_decay")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-              "label_smoothing": 0.0, "flip": False},
+              "label_smoothing": 0.0, "flip": False, "ema_decay": 0.0},
     "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-               "label_smoothing": 0.0, "flip": False},
+               "label_smoothing": 0.0, "flip": False, "ema_decay": 0.995},
 }
 DEFAULT_RECIPE = "stable"
 
@@ -58,7 +59,7 @@ def objective_config(options, prior_seed=0):
     try:
         return ObjectiveConfig(lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
                                adam_beta1=options["adam_beta1"], real_label=1.0 - options["label_smoothing"],
-                               prior_seed=prior_seed)
+                               ema_decay=options["ema_decay"], prior_seed=prior_seed)
     except ConfigError as err:
         if err.field == "real_label":
             raise ConfigError("label_smoothing", f"must be in [0, 0.5) (0.1 is usual), "

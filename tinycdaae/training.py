@@ -571,7 +571,8 @@ class Trainer:
         sample_path = None
         if self.sample_fn is not None:
             sample_path = os.path.join(self.out_dir, "samples", f"epoch_{self.epoch:03d}.png")
-            self.sample_fn(sample_path)
+            with self.objective.drawing_weights():        # the faces `generate` would draw now
+                self.sample_fn(sample_path)
         means = {**{name: total / max(count, 1) for name, total in sums.items()}, **label_numbers}
         seconds = time.perf_counter() - epoch_start
         self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
