@@ -214,7 +214,8 @@ def _assign(target, arrays, key, path):
 
 def load(path, dtype=None):
     """Build the model and objective a checkpoint describes and load it. Returns
-    (objective, extra). dtype overrides the stored one (e.g. float64 for checks)."""
+    (objective, extra). dtype overrides the stored one (e.g. float64 for checks). The model holds
+    the training weights θ, to train on from; to draw faces use load_model (the average θ̄)."""
     meta, arrays = read(path)
     model_config = dict(meta["model_config"])
     if dtype is not None:

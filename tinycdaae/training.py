@@ -11,7 +11,8 @@ What it writes in out_dir:
     log.jsonl         one JSON object per step (every loss term and both discriminators'
                       accuracies), plus lines with an "event" key (epoch summaries, warnings, stops)
     checkpoint.npz    after every epoch and on Ctrl-C; never after a NaN (see below)
-    samples/epoch_003.png   whatever sample_fn draws, after every epoch
+    samples/epoch_003.png   whatever sample_fn draws, after every epoch, with the weights that
+                      draw faces (the weight average when the recipe keeps one: objective.drawing_weights)
     .lock             run.py holds it for the life of a run (lock_run_folder): one run per folder
 
 Exact resume. The data order comes from one seeded generator; its state at the start of the
