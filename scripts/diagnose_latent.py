@@ -30,7 +30,7 @@ from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 from tinycdaae.recipes import RECIPES, objective_config
-from tinycdaae.training import label_effect, run_seeds
+from tinycdaae.training import TrainConfig, label_effect, run_seeds
 
 
 def norm_rows(a):
@@ -137,13 +137,14 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(order_seed)
     records = []
-    warmup = RECIPES[args.recipe]["warmup_epochs"]
+    warm_up = TrainConfig(warmup_epochs=RECIPES[args.recipe]["warmup_epochs"],
+                          warmup_steps=RECIPES[args.recipe]["warmup_steps"])
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
         for epoch in range(args.epochs):
             order = rng.permutation(len(train))
             for start in range(0, len(order), 32):
                 x_s, x_t, l_t = train.batch(order[start:start + 32])
-                metrics = objective.step(x_s, x_t, l_t, adversarial=epoch >= warmup)
+                metrics = objective.step(x_s, x_t, l_t, adversarial=warm_up.adversarial(epoch, objective.step_count))
                 if objective.step_count % args.every == 0:
                     r = {"step": objective.step_count, "epoch": epoch + 1, **metrics,
                          **record(model, objective, probe, x_s, l_t, fixed, label_rows)}

@@ -69,8 +69,8 @@ def main(argv=None):
     recipe = RECIPES[DEFAULT_RECIPE]
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))
-    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"], seed=order_seed,
-                         flip=recipe["flip"])
+    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"],
+                         warmup_steps=recipe["warmup_steps"], seed=order_seed, flip=recipe["flip"])
     info = {"label_names": names, "label_kind": faces.kind,
             "trained_on": f"all {len(faces.subject_ids)} built-in London people, {len(faces)} pairs",
             "recipe": DEFAULT_RECIPE, "epochs": EPOCHS, "width": WIDTH, "seed": SEED,

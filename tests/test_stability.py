@@ -77,7 +77,7 @@ def test_label_warning_fires_when_the_output_ignores_the_label(tmp_path, faces):
                                       label_effect_patience=2, label_effect_grace=0.5)
     labels = [w for w in warnings if w["event"] == "label_warning"]
     assert status == "finished" and len(labels) == 1
-    grace = trainer.config.label_grace_epochs()
+    grace = trainer.config.label_grace_epochs(trainer.steps_per_epoch())
     assert labels[0]["epoch"] == grace + 2                          # first judged epoch, then patience
     assert "hardly depend on the label" in labels[0]["message"]
 
@@ -113,6 +113,8 @@ def test_d_e_monitor_names_a_confidently_wrong_discriminator():
 def test_paper_recipe_is_the_papers_settings():
     assert objective_config(RECIPES["paper"]) == ObjectiveConfig()      # the library's defaults: the paper's
     assert RECIPES["paper"]["warmup_epochs"] == 0 == TrainConfig().warmup_epochs
+    assert RECIPES["paper"]["warmup_steps"] == 0 == TrainConfig().warmup_steps
+    assert RECIPES["paper"]["ema_decay"] == 0 == ObjectiveConfig().ema_decay      # drawn with the last weights
 
 
 # The library side of the comparison below, run in its own process with the same environment as
@@ -152,6 +154,21 @@ def test_recipe_paper_on_the_command_line_is_the_paper_bit_for_bit(tmp_path):
     assert len(weights) > 20 and all(np.array_equal(cli_arrays[k], lib_arrays[k]) for k in weights)
     paper = checkpoint.read(str(out / "checkpoint.npz"), arrays=False)[0]["objective_config"]
     assert paper["lr_d_e"] == 1e-4 and paper["adam_beta1"] == 0.9
+
+
+def test_a_warm_up_in_steps_ends_mid_epoch_and_counts_both_ways(tmp_path, faces):
+    """--warmup-steps 5: the first 5 steps update no discriminator (no D losses logged), the 6th
+    does; with --warmup-epochs too, the warm-up lasts until both counts are done."""
+    status, _, trainer = train(tmp_path, faces[0], {}, epochs=1, warmup_steps=5)     # 12 steps an epoch
+    with open(os.path.join(tmp_path, "log.jsonl")) as f:
+        steps = [json.loads(line) for line in f if '"event"' not in line]
+    assert status == "finished" and len(steps) == trainer.steps_per_epoch() == 12
+    assert [("loss_D_E" in s) for s in steps] == [False] * 5 + [True] * 7
+    both = TrainConfig(warmup_epochs=1, warmup_steps=20)
+    assert [both.adversarial(epoch, step) for epoch, step in ((0, 30), (1, 12), (1, 20), (2, 24))] == \
+        [False, False, True, True]
+    assert both.label_grace_epochs(steps_per_epoch=8) == 10           # a quarter of 40 epochs
+    assert TrainConfig(epochs=4, warmup_steps=20).label_grace_epochs(steps_per_epoch=8) == 3   # ceil(20 / 8)
 
 
 # ----------------------------------------------------------------- mirroring (data augmentation)

@@ -151,6 +151,9 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
                         "(reconstruction only) for N epochs before the adversarial terms "
                         f"({recipe_default('warmup_epochs', 'd')})")
+    recipe.add_argument("--warmup-steps", type=int, metavar="N", help="the same warm-up counted in steps: the "
+                        "first N steps train the autoencoder alone; the warm-up lasts until both counts are "
+                        f"done ({recipe_default('warmup_steps', 'd')})")
     recipe.add_argument("--label-smoothing", type=float, nargs="?", const=0.1, metavar="S",
                         help="one-sided label smoothing: the discriminators aim at 1-S for real samples; "
                              f"the flag alone means S=0.1 ({recipe_default('label_smoothing')})")
@@ -264,7 +267,7 @@ def resolve_train_options(args):
     size = check_resume_size(args.size, meta, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
-    stored = {"flip": False, "ema_decay": 0.0, **stored}   # runs from before --flip / --ema-decay existed
+    stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:
@@ -350,7 +353,7 @@ def train_configs(o, label_dim=8):
                             seed=weight_seed),
                 objective_config(o, prior_seed),
                 TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
-                            seed=order_seed, flip=o["flip"]))
+                            warmup_steps=o["warmup_steps"], seed=order_seed, flip=o["flip"]))
     except ConfigError as err:
         raise UsageError(f"{flag(err.field)} {err.reason}") from None
 

@@ -28,14 +28,14 @@ never saturates. Everything else is the paper's.
 from .errors import ConfigError
 from .objective import ObjectiveConfig
 
-RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "label_smoothing", "flip",
-                  "ema_decay")
+RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "warmup_steps", "label_smoothing",
+                  "flip", "ema_decay")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-              "label_smoothing": 0.0, "flip": False, "ema_decay": 0.0},
+              "warmup_steps": 0, "label_smoothing": 0.0, "flip": False, "ema_decay": 0.0},
     "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-               "label_smoothing": 0.0, "flip": False, "ema_decay": 0.995},
+               "warmup_steps": 40, "label_smoothing": 0.0, "flip": False, "ema_decay": 0.99},
 }
 DEFAULT_RECIPE = "stable"
 

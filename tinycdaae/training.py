@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 40                  # the paper's "about 40 epochs" on RaFD
     batch_size: int = 32              # the paper's batch size
     warmup_epochs: int = 0            # epochs of reconstruction only (no D updates) before eqs 4-5; paper: 0
+    warmup_steps: int = 0             # the same counted in steps (the warm-up lasts until both are done)
     seed: int = 0                     # seed of the data order (the weights and the prior have their own)
     flip: bool = False                # mirror each pair (input and target together) with probability 1/2
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
@@ -71,15 +72,21 @@ class TrainConfig:
             raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
-        if self.warmup_epochs < 0:
-            raise ConfigError("warmup_epochs", f"must be 0 or more, got {self.warmup_epochs}")
+        for name in ("warmup_epochs", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
         if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
             raise ValueError("monitor_window and collapse_patience must be >= 1, divergence_factor > 1")
         if self.label_effect_patience < 1 or not 0 <= self.label_effect_grace <= 1:
             raise ValueError("label_effect_patience must be >= 1 and label_effect_grace in [0, 1]")
 
-    def label_grace_epochs(self):
-        return max(self.warmup_epochs, int(self.epochs * self.label_effect_grace))
+    def label_grace_epochs(self, steps_per_epoch):
+        warmup = max(self.warmup_epochs, -(-self.warmup_steps // steps_per_epoch))   # ceil
+        return max(warmup, int(self.epochs * self.label_effect_grace))
+
+    def adversarial(self, epoch, step):
+        """Whether the step after `step` steps (in epoch `epoch`, from 0) is past the warm-up."""
+        return epoch >= self.warmup_epochs and step >= self.warmup_steps
 
 
 # --------------------------------------------------------------------------------- monitors
@@ -419,7 +426,7 @@ class Trainer:
         self.collapse = LatentCollapseMonitor(config.monitor_window, config.collapse_patience, advice)
         self.divergence = DivergenceMonitor(config.monitor_window, config.divergence_factor)
         self.label_monitor = LabelEffectMonitor(config.label_effect_threshold, config.label_effect_patience,
-                                                config.label_grace_epochs(), advice)
+                                                config.label_grace_epochs(self.steps_per_epoch()), advice)
         self.probe = label_probe(train_set)
         self.epoch = 0                 # epochs completed
         self.batch_in_epoch = 0        # batches completed in the current epoch
@@ -439,6 +446,9 @@ class Trainer:
             moved = set_log_aside(self.log_path)
             self.say(f"{self.log_path} was left by an earlier run that saved no checkpoint; moved it "
                      f"to {moved} and starting a fresh log")
+
+    def steps_per_epoch(self):
+        return max(1, -(-len(self.train_set) // self.config.batch_size))      # ceil: the last batch may be short
 
     def state(self):
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "order_rng": self.rng_state,
@@ -516,15 +526,16 @@ class Trainer:
         summed metrics, steps taken)."""
         from tqdm import tqdm
         cfg = self.config
-        adversarial = self.epoch >= cfg.warmup_epochs
+        warming_up = not cfg.adversarial(self.epoch, self.objective.step_count)
         sums, count = {}, 0
         bar = tqdm(total=len(batches), initial=self.batch_in_epoch, leave=False, unit="batch",
                    mininterval=0.5,
-                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + ("" if adversarial else " (warm-up)"))
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}" + (" (warm-up)" if warming_up else ""))
         try:
             for b in range(self.batch_in_epoch, len(batches)):
                 if stop.requested:
                     break
+                adversarial = cfg.adversarial(self.epoch, self.objective.step_count)
                 metrics = self._step(b, batches[b], adversarial, started)
                 if isinstance(metrics, str):                 # a stop status
                     return metrics, sums, count

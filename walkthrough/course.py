@@ -48,7 +48,8 @@ def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFA
     weight_seed, prior_seed, order_seed = seeds(seed)
     model = CDAAE(ModelConfig(skip=skip, width=width, label_dim=2, seed=weight_seed))
     objective = Objective(model, objective_config(options, prior_seed))
-    config = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=options["warmup_epochs"], seed=order_seed)
+    config = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=options["warmup_epochs"],
+                         warmup_steps=options["warmup_steps"], seed=order_seed, flip=options["flip"])
     out = tempfile.mkdtemp()
     try:
         os.environ.setdefault("TQDM_DISABLE", "1")
