@@ -134,7 +134,7 @@ def _add_model_and_training_options(p, d):
 
 def _add_recipe_options(recipe):
     recipe.add_argument("--recipe", choices=sorted(RECIPES), help=f"'{DEFAULT_RECIPE}' (default): the "
-                        "paper's recipe with " + "; ".join(STABLE_REASONS.values()) + ". 'paper': Zhou & "
+                        "paper's recipe, except: " + "; ".join(STABLE_REASONS.values()) + ". 'paper': Zhou & "
                         "Shi's settings exactly (N2 then learns the label in some seeds only; see docs/stability.md)")
 
     def recipe_default(k, fmt="g"):

@@ -1,7 +1,8 @@
 """Training recipes: the optimisation settings that decide whether the adversarial game settles.
 
-    from .recipes import RECIPES, recipe_configs
-    objective_config, train_options = recipe_configs("stable", prior_seed=...)
+    from tinycdaae.recipes import RECIPES, objective_config
+    options = RECIPES["stable"]                      # a dict of RECIPE_OPTIONS
+    config = objective_config(options, prior_seed=0) # ObjectiveConfig; warm-up and flip go to TrainConfig
 
 "paper" is Zhou & Shi's recipe exactly: Adam (β1 = 0.9) at 1e-3 for E and G and 1e-4 for both
 discriminators, no warm-up, no label smoothing. With it, N2 learns the label in some seeds only.
@@ -21,9 +22,19 @@ docs/stability.md):
      far above chance (tens to hundreds). That last state is what the log shows; the failure
      started at step 1.
 
-"stable" (the default) changes one setting, D_E's learning rate, from 1e-4 to 1e-3, the
-encoder's own: D_E then follows z as fast as z moves and keeps it on the prior's scale, so G1
-never saturates. Everything else is the paper's.
+"stable" (the default) changes three settings; everything else is the paper's:
+
+  - D_E's learning rate is 1e-3, the encoder's own, instead of 1e-4: D_E then follows z as fast
+    as z moves and keeps it on the prior's scale, so G1 never saturates. This removes the failure.
+  - The first 40 steps train the autoencoder alone (reconstruction only), so the network can
+    redraw its input and follow the label before the prior is imposed. It helps the harder
+    direction (removing a smile: worst London run 0.60 -> 0.74).
+  - Faces are drawn with a moving average of E and G's weights (optim.WeightAverage, δ = 0.99,
+    about the last 100 steps) instead of the last step's weights, which carry the adversarial
+    game's last-step noise: on London's held-out people the MSE to the real target falls from
+    above copying the input (8 of 12 runs) to below it (11 of 12). Training never reads it.
+
+Measured over seeds in docs/stability.md.
 """
 from .errors import ConfigError
 from .objective import ObjectiveConfig
@@ -43,6 +54,9 @@ DEFAULT_RECIPE = "stable"
 STABLE_REASONS = {
     "lr_d_e": "D_E learns as fast as the encoder it judges (1e-3, was 1e-4), so it follows z "
               "instead of being outrun by it",
+    "warmup_steps": "the first 40 steps train the autoencoder alone (reconstruction only)",
+    "ema_decay": "faces are drawn with a moving average of the encoder's and decoder's weights "
+                 "(about the last 100 steps), which carries less of the adversarial game's noise",
 }
 
 
