@@ -249,8 +249,7 @@ def load_model(path):
     if meta.get("kind") != "generator":
         objective, extra = load(path)
         if objective.average is not None:
-            for p in objective.average.params:
-                p.data[...] = objective.average.averaged(p)
+            objective.average.copy_into_params()
         return objective.model, extra
     model = _build({**meta["model_config"], "dtype": "float32"}, path=path)
     for block in GENERATOR_BLOCKS:

@@ -122,6 +122,11 @@ class WeightAverage:
             return p.data.copy()        # nothing averaged yet: the weights themselves
         return self.average[p] / (1 - self.decay ** self.t)
 
+    def copy_into_params(self):
+        """Put θ̄ into the parameters for good: for a model that will only draw from now on."""
+        for p in self.params:
+            p.data[...] = self.averaged(p)
+
     @contextlib.contextmanager
     def swapped_in(self):
         """Inside the block the parameters hold θ̄ (to draw with them); θ is put back after."""

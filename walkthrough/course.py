@@ -43,7 +43,9 @@ def seeds(seed):
 def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFAULT_RECIPE, **changes):
     """Train one CDAAE on `train_set` exactly as `python run.py --dataset london --skip SKIP
     --width W --epochs N --seed S` does (recipe options may be changed, e.g. lr_d_e=1e-4).
-    Returns (model, steps): the trained network and the per-step log records."""
+    Returns (model, steps): the trained network, holding the weights that draw faces (the weight
+    average when the recipe keeps one, as `run.py generate` and `evaluate` use), and the per-step
+    log records."""
     options = {**RECIPES[recipe], **changes}
     weight_seed, prior_seed, order_seed = seeds(seed)
     model = CDAAE(ModelConfig(skip=skip, width=width, label_dim=2, seed=weight_seed))
@@ -59,6 +61,8 @@ def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFA
     finally:
         shutil.rmtree(out)
     assert status == "finished", status
+    if objective.average is not None:      # from here on the model only draws: with θ̄, as `run.py generate`
+        objective.average.copy_into_params()
     return model, [r for r in records if "event" not in r]
 
 
