@@ -91,7 +91,7 @@ def plot(records, path, title):
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     for ax, (name, keys, line) in zip(axes.ravel(), panels):
         for key in keys:
-            ax.plot(steps, [r[key] for r in records], label=key)
+            ax.plot(steps, [r.get(key, np.nan) for r in records], label=key)   # no D terms in a warm-up
         if line is not None:
             ax.axhline(line, color="grey", lw=0.8, ls="--", label="chance")
         if name.startswith(("gradient", "‖z‖", "D_E's loss")):
