@@ -90,8 +90,9 @@ def damage(kind, src, dst):
     elif kind == "nan_weights":
         with np.load(src) as data:
             arrays = {k: data[k] for k in data.files}
-        first = "param/E.conv1.w"                                   # a generator weight
-        arrays[first] = np.full_like(arrays[first], np.nan)
+        for key in ("param/E.conv1.w", "average/E.conv1.w"):        # a generator weight, and its average
+            if key in arrays:                                       # (the one faces are drawn with)
+                arrays[key] = np.full_like(arrays[key], np.nan)
         with open(dst, "wb") as f:
             np.savez(f, **arrays)
     else:

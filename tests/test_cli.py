@@ -70,11 +70,12 @@ def log_steps(run_dir):
 # ------------------------------------------------------------------------- train and resume
 @pytest.fixture(scope="module")
 def runs(env, tmp_path_factory):
-    """Three runs: 2 epochs straight; 1 epoch then --resume to 2; and the outputs of each."""
+    """Three runs: 2 epochs straight; 1 epoch then --resume to 2; and the outputs of each. A warm-up
+    of 4 steps (of 6) runs across the resume (the resumed run keeps it: it is a stored option)."""
     base = tmp_path_factory.mktemp("runs")
     straight, resumed = base / "straight", base / "resumed"
-    results = {"straight": cli(env, *TINY, "--epochs", 2, "--out", straight),
-               "first": cli(env, *TINY, "--epochs", 1, "--out", resumed)}
+    results = {"straight": cli(env, *TINY, "--epochs", 2, "--warmup-steps", 4, "--out", straight),
+               "first": cli(env, *TINY, "--epochs", 1, "--warmup-steps", 4, "--out", resumed)}
     results["first_weights"] = weights(resumed / "checkpoint.npz")
     results["resume"] = cli(env, "--resume", "--out", resumed, "--epochs", 2)
     return straight, resumed, results
@@ -86,8 +87,11 @@ def test_train_writes_log_checkpoint_and_sample_grids(runs):
     steps = log_steps(straight)
     _, step = weights(straight / "checkpoint.npz")
     assert [s["step"] for s in steps] == list(range(1, step + 1)) and step == 2 * 3   # 384 pairs / 128 per batch
-    for term in ("loss_R", "loss_E", "loss_G", "loss_D_E", "loss_D_G", "acc_D_E", "acc_D_G", "loss_total"):
+    for term in ("loss_R", "loss_total"):
         assert all(np.isfinite(s[term]) for s in steps), term
+    assert not any("loss_D_E" in s for s in steps[:4])                      # the warm-up: no D terms
+    for term in ("loss_E", "loss_G", "loss_D_E", "loss_D_G", "acc_D_E", "acc_D_G"):
+        assert all(np.isfinite(s[term]) for s in steps[4:]), term
     for epoch in (1, 2):   # 2 held-out people, each with a row of real targets; input + 8 emotions; x3
         assert png_shape(straight / "samples" / f"epoch_{epoch:03d}.png") == (4 * (96 + 2) + 2, 9 * (96 + 2) + 2, 3)
     extra = checkpoint.read(straight / "checkpoint.npz")[0]["extra"]
@@ -340,7 +344,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(env, tmp_path):
     """An image discriminator with an absurd learning rate (1e9) turns the losses into NaN at the
     first adversarial step; the warm-up epoch before it has no D update and ends in a checkpoint."""
     out = tmp_path / "nan"
-    result = cli(env, *TINY, "--epochs", 3, "--warmup-epochs", 1, "--lr-d-g", 1e9, "--out", out)
+    result = cli(env, *TINY, "--epochs", 3, "--warmup-epochs", 1, "--warmup-steps", 0, "--lr-d-g", 1e9,
+                 "--out", out)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "became nan at step 4" in result.stdout and "last good checkpoint" in result.stdout
     arrays, step = weights(out / "checkpoint.npz")
