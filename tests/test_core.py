@@ -199,13 +199,13 @@ def test_weight_average_swaps_in_and_always_puts_the_weights_back():
     raises. A conv weight is a strided view of its layer's storage: it must stay that view."""
     conv = layers.Conv2d(3, 4, 5, 2, rng=np.random.default_rng(0), name="c")
     weight = conv.params()[0]
-    storage, strides = weight.data, weight.data.strides
     theta = to_host(weight.data).copy()
     average = WeightAverage(conv.params(), decay=0.5)
     for shift in (1.0, 3.0):
         weight.data += shift
         average.update()
     after = to_host(weight.data).copy()
+    storage, strides = weight.data, weight.data.strides       # the array swapped_in must write into
     with average.swapped_in():
         np.testing.assert_allclose(to_host(weight.data), theta + (0.5 * 1 + 1 * 4) / 1.5, rtol=1e-5)
     np.testing.assert_array_equal(to_host(weight.data), after)
