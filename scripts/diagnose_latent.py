@@ -29,8 +29,8 @@ from tinycdaae import backend
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import RECIPES, objective_config
-from tinycdaae.training import TrainConfig, label_effect, run_seeds
+from tinycdaae.recipes import RECIPES, objective_config, train_config
+from tinycdaae.training import label_effect, run_seeds
 
 
 def norm_rows(a):
@@ -137,8 +137,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(order_seed)
     records = []
-    warm_up = TrainConfig(warmup_epochs=RECIPES[args.recipe]["warmup_epochs"],
-                          warmup_steps=RECIPES[args.recipe]["warmup_steps"])
+    warm_up = train_config(RECIPES[args.recipe])
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
         for epoch in range(args.epochs):
             order = rng.permutation(len(train))

@@ -19,8 +19,8 @@ from tinycdaae import backend, checkpoint
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config
-from tinycdaae.training import TrainConfig, Trainer, run_seeds
+from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config, train_config
+from tinycdaae.training import Trainer, run_seeds
 
 # The model's settings: the README's London command (`run.py --dataset london --width 1`).
 WIDTH, EPOCHS, SEED = 1.0, 60, 0
@@ -69,8 +69,7 @@ def main(argv=None):
     recipe = RECIPES[DEFAULT_RECIPE]
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))
-    config = TrainConfig(epochs=EPOCHS, batch_size=32, warmup_epochs=recipe["warmup_epochs"],
-                         warmup_steps=recipe["warmup_steps"], seed=order_seed, flip=recipe["flip"])
+    config = train_config(recipe, epochs=EPOCHS, batch_size=32, seed=order_seed)
     info = {"label_names": names, "label_kind": faces.kind,
             "trained_on": f"all {len(faces.subject_ids)} built-in London people, {len(faces)} pairs",
             "recipe": DEFAULT_RECIPE, "epochs": EPOCHS, "width": WIDTH, "seed": SEED,

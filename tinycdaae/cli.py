@@ -345,15 +345,13 @@ def train_configs(o, label_dim=8):
     """(ModelConfig, ObjectiveConfig, TrainConfig) of a run. Each config checks its own values; a
     value out of range becomes one line naming the option: "--width must be positive, ..."."""
     from .model import ModelConfig
-    from .recipes import objective_config
-    from .training import TrainConfig
+    from .recipes import objective_config, train_config
     weight_seed, prior_seed, order_seed = run_seeds(o["seed"])
     try:
         return (ModelConfig(skip=o["skip"], width=o["width"], label_dim=label_dim, image_size=o["size"],
                             seed=weight_seed),
                 objective_config(o, prior_seed),
-                TrainConfig(epochs=o["epochs"], batch_size=o["batch_size"], warmup_epochs=o["warmup_epochs"],
-                            warmup_steps=o["warmup_steps"], seed=order_seed, flip=o["flip"]))
+                train_config(o, epochs=o["epochs"], batch_size=o["batch_size"], seed=order_seed))
     except ConfigError as err:
         raise UsageError(f"{flag(err.field)} {err.reason}") from None
 

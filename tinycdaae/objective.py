@@ -62,7 +62,7 @@ class ObjectiveConfig:
         if not 0.5 < self.real_label <= 1.0:
             raise ConfigError("real_label", f"must be in (0.5, 1], got {self.real_label}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError("ema_decay", f"must be in [0, 1) (0 = off, 0.995 is usual), got {self.ema_decay}")
+            raise ConfigError("ema_decay", f"must be in [0, 1) (0 = off; the stable recipe's is 0.99), got {self.ema_decay}")
 
 
 def accuracy(logits_real, logits_fake):

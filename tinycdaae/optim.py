@@ -132,8 +132,7 @@ class WeightAverage:
         """Inside the block the parameters hold θ̄ (to draw with them); θ is put back after."""
         kept = [p.data.copy() for p in self.params]
         try:
-            for p in self.params:
-                p.data[...] = self.averaged(p)
+            self.copy_into_params()
             yield
         finally:
             for p, data in zip(self.params, kept):

@@ -2,7 +2,8 @@
 
     from tinycdaae.recipes import RECIPES, objective_config
     options = RECIPES["stable"]                      # a dict of RECIPE_OPTIONS
-    config = objective_config(options, prior_seed=0) # ObjectiveConfig; warm-up and flip go to TrainConfig
+    config = objective_config(options, prior_seed=0) # ObjectiveConfig
+    training = train_config(options, epochs=60, seed=0)   # TrainConfig: the warm-up and mirroring
 
 "paper" is Zhou & Shi's recipe exactly: Adam (β1 = 0.9) at 1e-3 for E and G and 1e-4 for both
 discriminators, no warm-up, no label smoothing. With it, N2 learns the label in some seeds only.
@@ -38,6 +39,7 @@ Measured over seeds in docs/stability.md.
 """
 from .errors import ConfigError
 from .objective import ObjectiveConfig
+from .training import TrainConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "warmup_steps", "label_smoothing",
                   "flip", "ema_decay")
@@ -54,9 +56,11 @@ DEFAULT_RECIPE = "stable"
 STABLE_REASONS = {
     "lr_d_e": "D_E learns as fast as the encoder it judges (1e-3, was 1e-4), so it follows z "
               "instead of being outrun by it",
-    "warmup_steps": "the first 40 steps train the autoencoder alone (reconstruction only)",
-    "ema_decay": "faces are drawn with a moving average of the encoder's and decoder's weights "
-                 "(about the last 100 steps), which carries less of the adversarial game's noise",
+    "warmup_steps": f"the first {RECIPES['stable']['warmup_steps']} steps train the autoencoder alone "
+                    "(reconstruction only)",
+    "ema_decay": "faces are drawn with a moving average of the encoder's and decoder's weights (about "
+                 f"the last {1 / (1 - RECIPES['stable']['ema_decay']):.0f} steps), which carries less of "
+                 "the adversarial game's noise",
 }
 
 
@@ -79,3 +83,10 @@ def objective_config(options, prior_seed=0):
             raise ConfigError("label_smoothing", f"must be in [0, 0.5) (0.1 is usual), "
                                                  f"got {options['label_smoothing']}") from None
         raise ConfigError({"lr_autoencoder": "lr"}.get(err.field, err.field), err.reason) from None
+
+
+def train_config(options, **fields):
+    """TrainConfig with the recipe's own settings (warm-up, mirroring) from a dict holding
+    RECIPE_OPTIONS, and the run's `fields` (epochs, batch_size, seed...)."""
+    return TrainConfig(warmup_epochs=options["warmup_epochs"], warmup_steps=options["warmup_steps"],
+                       flip=options["flip"], **fields)

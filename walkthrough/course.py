@@ -17,8 +17,8 @@ import numpy as np
 
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config
-from tinycdaae.training import Trainer, TrainConfig
+from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config, train_config
+from tinycdaae.training import Trainer
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.data.datasets import split_for_training
 from tinycdaae.grids import tile
@@ -50,8 +50,7 @@ def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFA
     weight_seed, prior_seed, order_seed = seeds(seed)
     model = CDAAE(ModelConfig(skip=skip, width=width, label_dim=2, seed=weight_seed))
     objective = Objective(model, objective_config(options, prior_seed))
-    config = TrainConfig(epochs=epochs, batch_size=32, warmup_epochs=options["warmup_epochs"],
-                         warmup_steps=options["warmup_steps"], seed=order_seed, flip=options["flip"])
+    config = train_config(options, epochs=epochs, batch_size=32, seed=order_seed)
     out = tempfile.mkdtemp()
     try:
         os.environ.setdefault("TQDM_DISABLE", "1")
