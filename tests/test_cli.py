@@ -281,6 +281,8 @@ BAD_TRAIN = [
     (["--fold", "2"], "--fold must be in 0..1 for --folds 2"),
     (["--label-smoothing", "0.7"], "--label-smoothing must be in [0, 0.5)"),
     (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
+    (["--colour-jitter", "1"], "--colour-jitter must be in [0, 1)"),
+    (["--shift", "-1"], "--shift must be 0 or more"),
     (["--dataset", "rafd"], "needs --data-dir"),
     (["--resume"], "has no checkpoint.npz, so there is nothing to resume"),
 ]
@@ -330,7 +332,7 @@ def test_help_explains_every_option(env):
     assert top.returncode == 0
     for option in ("train", "generate", "gradcheck", "--dataset", "--data-dir", "--labels", "--skip", "--fold",
                    "--folds", "--epochs", "--batch-size", "--width", "--seed", "--device", "--out", "--resume",
-                   "--warmup-epochs", "--label-smoothing", "--lr-d-e", "--ema-decay"):
+                   "--warmup-epochs", "--label-smoothing", "--lr-d-e", "--ema-decay", "--colour-jitter", "--shift"):
         assert option in top.stdout, option
     gen = cli(env, "generate", "--help")
     for option in ("--checkpoint", "--image", "--emotion", "--au", "--grid", "--interpolate", "--steps", "--scale"):

@@ -115,6 +115,8 @@ def test_paper_recipe_is_the_papers_settings():
     assert RECIPES["paper"]["warmup_epochs"] == 0 == TrainConfig().warmup_epochs
     assert RECIPES["paper"]["warmup_steps"] == 0 == TrainConfig().warmup_steps
     assert RECIPES["paper"]["ema_decay"] == 0 == ObjectiveConfig().ema_decay      # drawn with the last weights
+    assert RECIPES["paper"]["colour_jitter"] == 0 == TrainConfig().colour_jitter  # the pairs as they are
+    assert RECIPES["paper"]["shift"] == 0 == TrainConfig().shift
 
 
 # The library side of the comparison below, run in its own process with the same environment as
@@ -188,6 +190,58 @@ def test_mirror_half_mirrors_input_and_target_together_and_repeats_per_step(face
     other = mirror_half((x_s, x_t, l_t), seed=3, step=8)
     assert not np.array_equal(other[0], out_s)
     assert np.array_equal(faces[0].batch(np.arange(64))[0], x_s), "the training set itself is untouched"
+
+
+def test_colour_jitter_recolours_input_and_target_alike_and_repeats_per_step(faces):
+    from tinycdaae.training import jitter_pairs
+    x_s, x_t, l_t = faces[0].batch(np.arange(64))
+    x_t[:8] = x_s[:8]                                     # 8 pairs whose target is their input
+    out_s, out_t, out_l = jitter_pairs((x_s, x_t, l_t), seed=3, step=7, colour=0.3, shift=0)
+    assert out_l is l_t and out_s.dtype == x_s.dtype and out_s.shape == x_s.shape
+    assert np.array_equal(out_s[:8], out_t[:8]), "one recolouring per pair: equal images stay equal"
+    assert out_s.min() >= -1 and out_s.max() <= 1 and out_t.min() >= -1 and out_t.max() <= 1
+    # per pair and channel one affine map g x + b (where nothing was clipped): fit it on the input,
+    # it must give the target too, and g, b must be inside 1 ± 0.3 and ± 0.3
+    for i in range(8, 16):
+        for c in range(3):
+            inside = (np.abs(out_s[i, c]) < 0.999) & (np.abs(x_s[i, c] - x_s[i, c].mean()) > 0.05)
+            g, b = np.polyfit(x_s[i, c][inside], out_s[i, c][inside], 1)
+            assert 0.7 - 1e-3 <= g <= 1.3 + 1e-3 and -0.3 - 1e-3 <= b <= 0.3 + 1e-3
+            inside_t = np.abs(out_t[i, c]) < 0.999
+            assert np.allclose(out_t[i, c][inside_t], g * x_t[i, c][inside_t] + b, atol=1e-4)
+    assert np.abs(out_s - x_s).mean() > 0.05                              # it does recolour
+    again = jitter_pairs((x_s, x_t, l_t), seed=3, step=7, colour=0.3, shift=0)
+    assert np.array_equal(again[0], out_s) and np.array_equal(again[1], out_t)   # (seed, step) decide
+    assert not np.array_equal(jitter_pairs((x_s, x_t, l_t), seed=3, step=8, colour=0.3, shift=0)[0], out_s)
+    assert np.array_equal(faces[0].batch(np.arange(64))[0][8:], x_s[8:]), "the training set is untouched"
+
+
+def test_shift_moves_input_and_target_by_the_same_pixels():
+    from tinycdaae.training import jitter_pairs
+    n, size = 200, 12
+    x_s = np.full((n, 3, size, size), -1, np.float32)
+    x_t = np.full((n, 3, size, size), -1, np.float32)
+    x_s[:, :, 5, 6] = 1                                   # one bright pixel, a different one in the target
+    x_t[:, :, 4, 3] = 1
+    out_s, out_t, _ = jitter_pairs((x_s, x_t, np.zeros((n, 8), np.float32)), seed=0, step=0, colour=0, shift=2)
+    moves = set()
+    for i in range(n):
+        (ys, xs), (yt, xt) = (np.argwhere(o[i, 0] == 1)[0] for o in (out_s, out_t))
+        assert (ys - 5, xs - 6) == (yt - 4, xt - 3), "input and target move together"
+        assert max(abs(ys - 5), abs(xs - 6)) <= 2 and (out_s[i] == 1).sum() == 3      # moved, not smeared
+        moves.add((ys - 5, xs - 6))
+    assert len(moves) == 25                               # every move in {-2..2}^2 occurs in 200 draws
+    ramp = np.tile(np.linspace(-1, 1, size, dtype=np.float32), (1, 3, size, 1))       # (1,3,12,12) x-ramp
+    edges = set()
+    for step in range(30):                                # the uncovered columns repeat the border
+        moved = jitter_pairs((ramp, ramp, np.zeros((1, 8), np.float32)), seed=0, step=step, colour=0, shift=2)[0]
+        dx = int(np.argmin(np.abs(moved[0, 0, 0] - ramp[0, 0, 0, 5]))) - 5
+        assert np.allclose(moved[0, :, :, max(dx, 0):size + min(dx, 0)], ramp[0, :, :, max(-dx, 0):size - max(dx, 0)])
+        if dx:
+            edge = moved[0, :, :, :dx] if dx > 0 else moved[0, :, :, dx:]
+            assert np.all(edge == (ramp[0, 0, 0, 0] if dx > 0 else ramp[0, 0, 0, -1]))
+            edges.add(np.sign(dx))
+    assert edges == {-1, 1}
 
 
 def test_the_warnings_advice_fits_the_runs_own_settings():

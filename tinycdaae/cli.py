@@ -160,6 +160,11 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--flip", action=argparse.BooleanOptionalAction, help="mirror a random half of "
                         "each batch's pairs left-right, input and target together; measured in "
                         f"docs/stability.md ({recipe_default('flip', '')})")
+    recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
+                        "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
+                        f"it off ({recipe_default('colour_jitter')})")
+    recipe.add_argument("--shift", type=int, metavar="N", help="move each pair, input and target alike, by "
+                        f"up to N pixels in each direction; 0 turns it off ({recipe_default('shift', 'd')})")
     recipe.add_argument("--ema-decay", type=float, metavar="D", help="faces are drawn (samples, "
                         "generate, evaluate) with a moving average of the encoder's and decoder's weights "
                         "over the last ~1/(1-D) steps; 0 draws with the last weights "
@@ -267,7 +272,8 @@ def resolve_train_options(args):
     size = check_resume_size(args.size, meta, path)
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
-    stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, **stored}   # runs older than these options
+    stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, "colour_jitter": 0.0, "shift": 0,
+              **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:

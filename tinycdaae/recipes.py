@@ -42,13 +42,15 @@ from .objective import ObjectiveConfig
 from .training import TrainConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "warmup_epochs", "warmup_steps", "label_smoothing",
-                  "flip", "ema_decay")
+                  "flip", "colour_jitter", "shift", "ema_decay")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-              "warmup_steps": 0, "label_smoothing": 0.0, "flip": False, "ema_decay": 0.0},
+              "warmup_steps": 0, "label_smoothing": 0.0, "flip": False, "colour_jitter": 0.0, "shift": 0,
+              "ema_decay": 0.0},
     "stable": {"lr": 1e-3, "lr_d_e": 1e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "warmup_epochs": 0,
-               "warmup_steps": 40, "label_smoothing": 0.0, "flip": False, "ema_decay": 0.99},
+               "warmup_steps": 40, "label_smoothing": 0.0, "flip": False, "colour_jitter": 0.3, "shift": 2,
+               "ema_decay": 0.99},
 }
 DEFAULT_RECIPE = "stable"
 
@@ -86,7 +88,8 @@ def objective_config(options, prior_seed=0):
 
 
 def train_config(options, **fields):
-    """TrainConfig with the recipe's own settings (warm-up, mirroring) from a dict holding
+    """TrainConfig with the recipe's own settings (warm-up, mirroring, jitter) from a dict holding
     RECIPE_OPTIONS, and the run's `fields` (epochs, batch_size, seed...)."""
     return TrainConfig(warmup_epochs=options["warmup_epochs"], warmup_steps=options["warmup_steps"],
-                       flip=options["flip"], **fields)
+                       flip=options["flip"], colour_jitter=options["colour_jitter"], shift=options["shift"],
+                       **fields)

@@ -58,6 +58,8 @@ class TrainConfig:
     warmup_steps: int = 0             # the same counted in steps (the warm-up lasts until both are done)
     seed: int = 0                     # seed of the data order (the weights and the prior have their own)
     flip: bool = False                # mirror each pair (input and target together) with probability 1/2
+    colour_jitter: float = 0.0        # recolour each pair: per channel x -> g*x + b, g in 1±c, b in ±c
+    shift: int = 0                    # move each pair by up to this many pixels in y and in x
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
@@ -72,7 +74,10 @@ class TrainConfig:
             raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
-        for name in ("warmup_epochs", "warmup_steps"):
+        if not 0 <= self.colour_jitter < 1:
+            raise ConfigError("colour_jitter", f"must be in [0, 1) (0.3 is the default recipe's), "
+                                               f"got {self.colour_jitter}")
+        for name in ("warmup_epochs", "warmup_steps", "shift"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
         if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
@@ -284,6 +289,42 @@ def mirror_half(batch, seed, step):
     x_s[mirrored] = x_s[mirrored][..., ::-1]                 # W is the last axis
     x_t[mirrored] = x_t[mirrored][..., ::-1]
     return x_s, x_t, l_t
+
+
+def jitter_pairs(batch, seed, step, colour, shift):
+    """Recolour and move each pair, input and target by the same amount, so that the pair still
+    shows one person changing expression and the label stays true. Why: a network trained on few
+    people learns to redraw *those* people (synthetic-40 trains to L_R ~ 0.001 and redraws a new
+    face worse than copying it); a pair seen in a new colour and position is, to the network, a
+    new person, and what it learns must then hold for people it has not seen.
+
+    colour c: per pair and channel, x -> clip(g x + b, -1, 1) with g ~ U(1-c, 1+c), b ~ U(-c, c)
+    (skin, hair, background and light in new tints); shift s: per pair, a move by (dy, dx) in
+    {-s..s}^2 pixels, the border pixels repeated into the uncovered edge. The draws come from
+    (seed, step), like mirror_half's, so a resumed run sees exactly the batches of an
+    uninterrupted one."""
+    x_s, x_t, l_t = batch                                    # (B,3,H,W), (B,3,H,W), (B,L)
+    rng = np.random.default_rng((seed, step, 1))             # not mirror_half's (seed, step) stream
+    n = len(x_s)
+    if colour > 0:
+        gain = rng.uniform(1 - colour, 1 + colour, (n, 3, 1, 1)).astype(x_s.dtype)   # (B,3,1,1)
+        offset = rng.uniform(-colour, colour, (n, 3, 1, 1)).astype(x_s.dtype)
+        x_s = np.clip(gain * x_s + offset, -1, 1)
+        x_t = np.clip(gain * x_t + offset, -1, 1)
+    if shift > 0:
+        moves = rng.integers(-shift, shift + 1, (n, 2))      # (B, 2): dy, dx
+        x_s, x_t = _shifted(x_s, moves, shift), _shifted(x_t, moves, shift)
+    return x_s, x_t, l_t
+
+
+def _shifted(images, moves, s):
+    """images (B,3,H,W) each moved by moves[i] = (dy, dx): content at (y, x) goes to (y+dy, x+dx)."""
+    height, width = images.shape[2:]
+    padded = np.pad(images, ((0, 0), (0, 0), (s, s), (s, s)), mode="edge")     # (B,3,H+2s,W+2s)
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(moves):
+        out[i] = padded[i, :, s - dy:s - dy + height, s - dx:s - dx + width]
+    return out
 
 
 def all_finite(arrays):
@@ -555,6 +596,9 @@ class Trainer:
         batch = self.train_set.batch(rows)
         if self.config.flip:
             batch = mirror_half(batch, self.config.seed, self.objective.step_count)
+        if self.config.colour_jitter or self.config.shift:
+            batch = jitter_pairs(batch, self.config.seed, self.objective.step_count,
+                                 self.config.colour_jitter, self.config.shift)
         if not all_finite(batch):       # the data's fault, not the optimiser's
             return self._stop_bad_data(b + 1, rows)
         metrics = self.objective.step(*batch, adversarial=adversarial)
