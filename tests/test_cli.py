@@ -114,6 +114,8 @@ def test_resume_continues_from_the_saved_step_bit_exactly(runs):
     first = results["first_weights"][0]
     assert any(not np.array_equal(first[k], b[k]) for k in first if k.startswith("param/"))
     assert [s["step"] for s in log_steps(resumed)] == list(range(1, 7))   # one line per step, no gaps
+    # the default recipe recolours the synthetic pairs (drawn from (seed, step)): it ran across the resume
+    assert checkpoint.read(resumed / "checkpoint.npz")[0]["extra"]["options"]["colour_jitter"] == 0.3
 
 
 def test_resume_rejects_other_settings_and_other_architecture(runs, env):

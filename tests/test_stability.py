@@ -13,7 +13,7 @@ from tinycdaae import checkpoint
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
-from tinycdaae.recipes import RECIPES, objective_config
+from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
 from tinycdaae.training import LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, label_effect, label_probe
 
 
@@ -117,6 +117,14 @@ def test_paper_recipe_is_the_papers_settings():
     assert RECIPES["paper"]["ema_decay"] == 0 == ObjectiveConfig().ema_decay      # drawn with the last weights
     assert RECIPES["paper"]["colour_jitter"] == 0 == TrainConfig().colour_jitter  # the pairs as they are
     assert RECIPES["paper"]["shift"] == 0 == TrainConfig().shift
+    assert recipe_options("paper", "synthetic") == RECIPES["paper"]     # the paper's on every dataset
+
+
+def test_the_stable_recipe_recolours_the_synthetic_faces_only():
+    assert recipe_options("stable", "synthetic") == {**RECIPES["stable"], "colour_jitter": 0.3}
+    for photos in ("london", "folder", "rafd", "disfa", None):
+        assert recipe_options("stable", photos) == RECIPES["stable"] and RECIPES["stable"]["colour_jitter"] == 0
+    assert train_config(recipe_options("stable", "synthetic"), epochs=1).colour_jitter == 0.3
 
 
 # The library side of the comparison below, run in its own process with the same environment as

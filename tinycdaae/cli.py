@@ -28,7 +28,7 @@ from .data.datasets import BUILT_IN, DATASETS
 from .data.labels import AUS, EMOTIONS, parse_label
 from .errors import ConfigError, DatasetError
 from .model import MAX_WIDTH
-from .recipes import DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS
+from .recipes import DATASET_SETTINGS, DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS, recipe_options
 from .training import RunFolderError, run_seeds
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -162,9 +162,12 @@ def _add_recipe_options(recipe):
                         f"docs/stability.md ({recipe_default('flip', '')})")
     recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
                         "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
-                        f"it off ({recipe_default('colour_jitter')})")
+                        "it off (paper 0; stable "
+                        f"{DATASET_SETTINGS['stable']['synthetic']['colour_jitter']:g} for the synthetic "
+                        "faces, 0 for photographs)")
     recipe.add_argument("--shift", type=int, metavar="N", help="move each pair, input and target alike, by "
-                        f"up to N pixels in each direction; 0 turns it off ({recipe_default('shift', 'd')})")
+                        "up to N pixels in each direction; 0 turns it off; measured in docs/stability.md "
+                        f"({recipe_default('shift', 'd')})")
     recipe.add_argument("--ema-decay", type=float, metavar="D", help="faces are drawn (samples, "
                         "generate, evaluate) with a moving average of the encoder's and decoder's weights "
                         "over the last ~1/(1-D) steps; 0 draws with the last weights "
@@ -259,7 +262,7 @@ def resolve_train_options(args):
         dataset = typed.get("dataset", TRAIN_DEFAULTS["dataset"])
         epochs = {"epochs": DATASET_EPOCHS.get(dataset, TRAIN_DEFAULTS["epochs"])}
         size = {"size": args.size or DEFAULT_SIZE}
-        return {**TRAIN_DEFAULTS, **epochs, **RECIPES[recipe], **typed, **size}, out, None
+        return {**TRAIN_DEFAULTS, **epochs, **recipe_options(recipe, dataset), **typed, **size}, out, None
     if not os.path.exists(path):
         raise UsageError(f"--resume: {out} has no checkpoint.npz, so there is nothing to resume; "
                          f"start the run without --resume, or give the --out of an earlier run")
