@@ -75,8 +75,8 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if not 0 <= self.colour_jitter < 1:
-            raise ConfigError("colour_jitter", f"must be in [0, 1) (0.3 is the default recipe's), "
-                                               f"got {self.colour_jitter}")
+            raise ConfigError("colour_jitter", "must be in [0, 1) (the default recipe uses 0.3 on the "
+                                               f"synthetic faces), got {self.colour_jitter}")
         for name in ("warmup_epochs", "warmup_steps", "shift"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
