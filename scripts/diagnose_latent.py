@@ -29,8 +29,8 @@ from tinycdaae import backend
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import RECIPES, objective_config, train_config
-from tinycdaae.training import label_effect, run_seeds
+from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
+from tinycdaae.training import augment, label_effect, run_seeds
 
 
 def norm_rows(a):
@@ -130,20 +130,21 @@ def main(argv=None):
     train, test = split_for_training(faces, args.fold, 4)
     weight_seed, prior_seed, order_seed = run_seeds(args.seed)
     model = CDAAE(ModelConfig(skip="n2", width=args.width, label_dim=len(train.label_names), seed=weight_seed))
-    objective = Objective(model, objective_config(RECIPES[args.recipe], prior_seed))
+    options = recipe_options(args.recipe, args.dataset)
+    objective = Objective(model, objective_config(options, prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]
     label_rows = np.eye(len(train.label_names), dtype=np.float32)
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(order_seed)
     records = []
-    warm_up = train_config(RECIPES[args.recipe])
+    config = train_config(options, seed=order_seed)      # the warm-up and the pair transforms, as run.py
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
         for epoch in range(args.epochs):
             order = rng.permutation(len(train))
             for start in range(0, len(order), 32):
-                x_s, x_t, l_t = train.batch(order[start:start + 32])
-                metrics = objective.step(x_s, x_t, l_t, adversarial=warm_up.adversarial(epoch, objective.step_count))
+                x_s, x_t, l_t = augment(train.batch(order[start:start + 32]), config, objective.step_count)
+                metrics = objective.step(x_s, x_t, l_t, adversarial=config.adversarial(epoch, objective.step_count))
                 if objective.step_count % args.every == 0:
                     r = {"step": objective.step_count, "epoch": epoch + 1, **metrics,
                          **record(model, objective, probe, x_s, l_t, fixed, label_rows)}

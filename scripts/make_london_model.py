@@ -19,7 +19,7 @@ from tinycdaae import backend, checkpoint
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config, train_config
+from tinycdaae.recipes import DEFAULT_RECIPE, objective_config, recipe_options, train_config
 from tinycdaae.training import Trainer, run_seeds
 
 # The model's settings: the README's London command (`run.py --dataset london --width 1`).
@@ -66,7 +66,7 @@ def main(argv=None):
     faces = load_dataset("london")
     names = list(faces.label_names)
     weight_seed, prior_seed, order_seed = run_seeds(SEED)  # as the command line
-    recipe = RECIPES[DEFAULT_RECIPE]
+    recipe = recipe_options(DEFAULT_RECIPE, "london")
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))
     config = train_config(recipe, epochs=EPOCHS, batch_size=32, seed=order_seed)

@@ -224,6 +224,15 @@ def test_colour_jitter_recolours_input_and_target_alike_and_repeats_per_step(fac
     assert np.array_equal(faces[0].batch(np.arange(64))[0][8:], x_s[8:]), "the training set is untouched"
 
 
+def test_augment_applies_the_configs_transforms_in_the_trainers_order(faces):
+    from tinycdaae.training import augment, jitter_pairs, mirror_half
+    batch = faces[0].batch(np.arange(32))
+    assert augment(batch, TrainConfig(seed=3), step=7) is batch          # nothing asked: the batch itself
+    both = augment(batch, TrainConfig(seed=3, flip=True, colour_jitter=0.3, shift=1), step=7)
+    by_hand = jitter_pairs(mirror_half(batch, 3, 7), 3, 7, colour=0.3, shift=1)
+    assert all(np.array_equal(a, b) for a, b in zip(both, by_hand))
+
+
 def test_shift_moves_input_and_target_by_the_same_pixels():
     from tinycdaae.training import jitter_pairs
     n, size = 200, 12

@@ -1,10 +1,9 @@
 """Training recipes: the optimisation settings that decide whether the adversarial game settles.
 
-    from tinycdaae.recipes import RECIPES, objective_config
-    options = RECIPES["stable"]                      # a dict of RECIPE_OPTIONS
+    from tinycdaae.recipes import objective_config, recipe_options, train_config
+    options = recipe_options("stable", "london")     # a dict of RECIPE_OPTIONS, with the dataset's settings
     config = objective_config(options, prior_seed=0) # ObjectiveConfig
     training = train_config(options, epochs=60, seed=0)   # TrainConfig: the warm-up, mirroring, jitter
-    options = recipe_options("stable", "synthetic") # with its settings for that dataset (recolouring)
 
 "paper" is Zhou & Shi's recipe exactly: Adam (β1 = 0.9) at 1e-3 for E and G and 1e-4 for both
 discriminators, no warm-up, no label smoothing. With it, N2 learns the label in some seeds only.

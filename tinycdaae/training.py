@@ -317,6 +317,16 @@ def jitter_pairs(batch, seed, step, colour, shift):
     return x_s, x_t, l_t
 
 
+def augment(batch, config, step):
+    """The pair transforms `config` asks for, as the trainer applies them before step `step`:
+    mirroring (config.flip), then recolouring and moving (config.colour_jitter, config.shift)."""
+    if config.flip:
+        batch = mirror_half(batch, config.seed, step)
+    if config.colour_jitter or config.shift:
+        batch = jitter_pairs(batch, config.seed, step, config.colour_jitter, config.shift)
+    return batch
+
+
 def _shifted(images, moves, s):
     """images (B,3,H,W) each moved by moves[i] = (dy, dx): content at (y, x) goes to (y+dy, x+dx)."""
     height, width = images.shape[2:]
@@ -593,12 +603,7 @@ class Trainer:
         """One optimisation step on batch b (its pair rows), logged and watched by the monitors.
         Returns the step's metrics, or a stop status (bad data, divergence)."""
         from tqdm import tqdm
-        batch = self.train_set.batch(rows)
-        if self.config.flip:
-            batch = mirror_half(batch, self.config.seed, self.objective.step_count)
-        if self.config.colour_jitter or self.config.shift:
-            batch = jitter_pairs(batch, self.config.seed, self.objective.step_count,
-                                 self.config.colour_jitter, self.config.shift)
+        batch = augment(self.train_set.batch(rows), self.config, self.objective.step_count)
         if not all_finite(batch):       # the data's fault, not the optimiser's
             return self._stop_bad_data(b + 1, rows)
         metrics = self.objective.step(*batch, adversarial=adversarial)

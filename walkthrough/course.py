@@ -17,7 +17,7 @@ import numpy as np
 
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, RECIPES, objective_config, train_config
+from tinycdaae.recipes import DEFAULT_RECIPE, objective_config, recipe_options, train_config
 from tinycdaae.training import Trainer
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.data.datasets import split_for_training
@@ -46,7 +46,7 @@ def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFA
     Returns (model, steps): the trained network, holding the weights that draw faces (the weight
     average when the recipe keeps one, as `run.py generate` and `evaluate` use), and the per-step
     log records."""
-    options = {**RECIPES[recipe], **changes}
+    options = {**recipe_options(recipe, "london"), **changes}
     weight_seed, prior_seed, order_seed = seeds(seed)
     model = CDAAE(ModelConfig(skip=skip, width=width, label_dim=2, seed=weight_seed))
     objective = Objective(model, objective_config(options, prior_seed))
