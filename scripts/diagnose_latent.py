@@ -117,10 +117,13 @@ def main(argv=None):
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--every", type=int, default=4, help="record every N steps")
+    p.add_argument("--lr-d-e", type=float, default=None, metavar="LR", help="D_E's learning rate; default: the recipe's")
     p.add_argument("--out", required=True)
     p.add_argument("--replot", action="store_true", help="only redraw diagnostics.png from OUT/diagnostics.jsonl")
     args = p.parse_args(argv)
     title = f"N2, recipe {args.recipe}, seed {args.seed}, fold {args.fold}"
+    if args.lr_d_e is not None:
+        title += f", D_E at {args.lr_d_e:g}"
     if args.replot:
         with open(os.path.join(args.out, "diagnostics.jsonl")) as f:
             return plot([json.loads(line) for line in f], os.path.join(args.out, "diagnostics.png"), title)
@@ -131,6 +134,8 @@ def main(argv=None):
     weight_seed, prior_seed, order_seed = run_seeds(args.seed)
     model = CDAAE(ModelConfig(skip="n2", width=args.width, label_dim=len(train.label_names), seed=weight_seed))
     options = recipe_options(args.recipe, args.dataset)
+    if args.lr_d_e is not None:
+        options["lr_d_e"] = args.lr_d_e
     objective = Objective(model, objective_config(options, prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]

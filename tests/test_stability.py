@@ -263,9 +263,11 @@ def test_shift_moves_input_and_target_by_the_same_pixels():
 
 def test_the_warnings_advice_fits_the_runs_own_settings():
     from tinycdaae.training import failure_advice
-    assert "--lr-d-e 1e-3" in failure_advice(objective_config(RECIPES["paper"]))
+    assert "--lr-d-e 2e-3" in failure_advice(objective_config(RECIPES["paper"]))
     stable = failure_advice(objective_config(RECIPES["stable"]))
-    assert "--lr-d-e" not in stable and "already learns at the encoder's rate" in stable
+    assert "--lr-d-e" not in stable and "already learns twice as fast as the encoder" in stable
+    same_rate = failure_advice(objective_config({**RECIPES["stable"], "lr_d_e": 1e-3}))
+    assert "at the encoder's rate" in same_rate and "--lr-d-e 0.002" in same_rate
 
 
 class TargetsBlowUpFrom:
