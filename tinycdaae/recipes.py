@@ -37,7 +37,8 @@ everything else is the paper's:
   - Faces are drawn with a moving average of E and G's weights (optim.WeightAverage, δ = 0.99,
     about the last 100 steps) instead of the last step's weights, which carry the adversarial
     game's last-step noise: on London's held-out people the MSE to the real target falls from
-    above copying the input (8 of 12 runs) to below it (11 of 12). Training never reads it.
+    above copying the input (8 of 12 runs, D_E at 1e-3) to below it (11 of 12). Training never
+    reads it.
   - On the synthetic faces only, each pair is recoloured, input and target alike
     (training.jitter_pairs, DATASET_SETTINGS below): with 30 people to learn from, the held-out
     MSE falls from above copying the input to below it. Photographs keep their colours: there it
