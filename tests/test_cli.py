@@ -398,7 +398,7 @@ def test_collapse_monitor_warns_once_after_patience_and_not_on_healthy_runs():
     warnings = [monitor.update(collapsed) for _ in range(200)]
     fired = [i for i, w in enumerate(warnings) if w]
     assert len(fired) == 1 and 30 <= fired[0] < 30 + 10               # after the window fills + patience
-    assert "collapse" in warnings[fired[0]] and "--lr-d-e 1e-3" in warnings[fired[0]]
+    assert "collapse" in warnings[fired[0]] and "--lr-d-e 2e-3" in warnings[fired[0]]
     overpowering = {"loss_D_E": 0.01, "loss_E": 6.0, "acc_D_E": 1.0, "loss_R": 0.05}
     monitor = LatentCollapseMonitor(window=10, patience=30)
     messages = [m for m in (monitor.update(overpowering) for _ in range(100)) if m]
