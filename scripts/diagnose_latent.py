@@ -15,6 +15,9 @@ every `--every` steps records, on the current batch:
   the label path      mean |x̂(l_a) − x̂(l_b)| on a fixed batch of held-out faces for every pair of
                       the data's labels (0: the output ignores the label), and the norms of G1's
                       first-layer weights on the z inputs and on the label inputs
+  Adam's steps        the largest step any weight of E and G took at this step, in units of the
+                      learning rate: |m̂| / (√v̂ + ε) (1 while gradients keep their size; up to
+                      (1 − β1)/√(1 − β2) when a gradient is suddenly far larger than the recent ones)
 
 It writes diagnostics.jsonl (one line per record) and diagnostics.png (the curves).
 The data is the built-in London photos by default (or --dataset folder --data-dir DIR).
@@ -57,6 +60,13 @@ class Probe:
         model.G1.backward, model.autoencode_backward = g1_backward_probe, backward_probe
 
 
+def largest_adam_step(opt):
+    """max over opt's weights of |m̂| / (√v̂ + ε): the last step's size in units of the learning rate."""
+    xp = backend.xp
+    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
+    return max(float((xp.abs(opt.m[p]) / c1 / (xp.sqrt(opt.v[p] / c2) + opt.eps)).max()) for p in opt.params)
+
+
 def record(model, objective, probe, x_s, l_t, fixed_faces, label_rows):
     xp = backend.xp
     x_hat, z, d, _ = model.autoencode(backend.to_device(x_s), backend.to_device(l_t))
@@ -71,7 +81,8 @@ def record(model, objective, probe, x_s, l_t, fixed_faces, label_rows):
            "d_saturated": float((xp.abs(d) > 0.99).mean()),
            "w_G1_z": float(xp.sqrt((dense[:, :latent] ** 2).sum())),
            "w_G1_label": float(xp.sqrt((dense[:, latent:] ** 2).sum())),
-           "label_effect": label_effect(model, fixed_faces, label_rows)}
+           "label_effect": label_effect(model, fixed_faces, label_rows),
+           "adam_step_E_G": largest_adam_step(objective.opt_autoencoder)}
     return {**out, **probe.seen}
 
 
@@ -87,8 +98,9 @@ def plot(records, path, title):
               ("G1 input weights (norm)", ("w_G1_z", "w_G1_label"), None),
               ("label effect: mean |x̂(a) − x̂(b)|", ("label_effect",), None),
               ("reconstruction L_R", ("loss_R",), None),
-              ("difference d", ("d_abs", "d_saturated"), None)]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
+              ("difference d", ("d_abs", "d_saturated"), None),
+              ("largest Adam step in E, G (× lr)", ("adam_step_E_G",), None)]
+    fig, axes = plt.subplots(3, 3, figsize=(14, 9.5))
     for ax, (name, keys, line) in zip(axes.ravel(), panels):
         for key in keys:
             ax.plot(steps, [r.get(key, np.nan) for r in records], label=key)   # no D terms in a warm-up
@@ -118,12 +130,16 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--every", type=int, default=4, help="record every N steps")
     p.add_argument("--lr-d-e", type=float, default=None, metavar="LR", help="D_E's learning rate; default: the recipe's")
+    p.add_argument("--adam-beta2", type=float, default=None, metavar="B",
+                   help="Adam's second-moment decay, all three optimizers; default: the recipe's")
     p.add_argument("--out", required=True)
     p.add_argument("--replot", action="store_true", help="only redraw diagnostics.png from OUT/diagnostics.jsonl")
     args = p.parse_args(argv)
     title = f"N2, recipe {args.recipe}, seed {args.seed}, fold {args.fold}"
     if args.lr_d_e is not None:
         title += f", D_E at {args.lr_d_e:g}"
+    if args.adam_beta2 is not None:
+        title += f", Adam β2 {args.adam_beta2:g}"
     if args.replot:
         with open(os.path.join(args.out, "diagnostics.jsonl")) as f:
             return plot([json.loads(line) for line in f], os.path.join(args.out, "diagnostics.png"), title)
@@ -136,6 +152,8 @@ def main(argv=None):
     options = recipe_options(args.recipe, args.dataset)
     if args.lr_d_e is not None:
         options["lr_d_e"] = args.lr_d_e
+    if args.adam_beta2 is not None:
+        options["adam_beta2"] = args.adam_beta2
     objective = Objective(model, objective_config(options, prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]
@@ -158,7 +176,7 @@ def main(argv=None):
             last = records[-1]
             print(f"epoch {epoch + 1}: " + " ".join(f"{k}={last.get(k, float('nan')):.3g}" for k in
                   ("loss_R", "loss_D_E", "acc_D_E", "logit_D_E_z", "logit_D_E_prior", "z_norm",
-                   "grad_z_from_L_R", "grad_z_from_L_E", "label_effect")), flush=True)
+                   "grad_z_from_L_R", "grad_z_from_L_E", "label_effect", "adam_step_E_G")), flush=True)
     plot(records, os.path.join(args.out, "diagnostics.png"), title)
 
 

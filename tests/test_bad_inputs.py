@@ -165,6 +165,8 @@ ROWS = [
     ("lr_inf", lambda t, r, f: [*TINY, "--lr", "inf", "--out", t / "o"], 2, "--lr must be a positive number"),
     ("beta1_above_1", lambda t, r, f: [*TINY, "--adam-beta1", "1.5", "--out", t / "o"], 2,
      "--adam-beta1 must be in [0, 1)"),
+    ("beta2_at_1", lambda t, r, f: [*TINY, "--adam-beta2", "1", "--out", t / "o"], 2,
+     "--adam-beta2 must be in (0, 1)"),
     ("train_out_is_a_file", lambda t, r, f: [*TINY, "--out", r / "log.jsonl"], 2, "is an existing file, not a folder"),
     # --- train: labels.csv
     ("csv_not_utf8", lambda t, r, f: make_folder(t, CSV_HEAD + "é.jpg,anna,happy\n".encode("latin-1")), 2,

@@ -8,6 +8,8 @@ import pytest
 
 from tinycdaae import backend, gradcheck, im2col, layers, losses, reference
 from tinycdaae.backend import to_device, to_host
+from tinycdaae.model import CDAAE, ModelConfig
+from tinycdaae.objective import Objective, ObjectiveConfig
 from tinycdaae.optim import Adam, WeightAverage
 
 F64 = np.float64
@@ -166,6 +168,30 @@ def test_adam_matches_hand_computed_updates():
     q.grad[...] = to_device(np.array([1e-4, -300.0]))
     Adam([q], lr=0.01).step()
     np.testing.assert_allclose(to_host(q.data), [-0.01, 0.01], rtol=1e-3)
+
+
+@pytest.mark.parametrize("beta2, bound", [(0.999, 3.16), (0.99, 1.0)])
+def test_adam_step_after_a_sudden_large_gradient_is_bounded_by_beta2(beta2, bound):
+    """After a long run of small gradients (1e-3), a gradient 1000x larger moves the weight by about
+    lr·(1 − β1)/√(1 − β2): 3.16·lr with β2 = 0.999, 1·lr with 0.99. That ratio, not the size of
+    the gradient, is how far one surprising batch can throw the network (docs/stability.md)."""
+    p = layers.Param(to_device(np.array([0.0])), "theta")
+    opt = Adam([p], lr=0.01, beta1=0.9, beta2=beta2)
+    for _ in range(3000):
+        p.grad[...] = 1e-3
+        opt.step()
+    before = float(p.data[0])
+    p.grad[...] = 1.0
+    opt.step()
+    step = (before - float(p.data[0])) / 0.01                  # in units of lr
+    assert step == pytest.approx(bound, rel=0.02)
+
+
+def test_an_objective_hands_both_adam_betas_to_all_three_optimizers():
+    model = CDAAE(ModelConfig(label_dim=2, width=0.0625))
+    objective = Objective(model, ObjectiveConfig(adam_beta1=0.5, adam_beta2=0.99))
+    assert [(o.beta1, o.beta2) for o in objective.optimizers.values()] == [(0.5, 0.99)] * 3
+    assert [(o.beta1, o.beta2) for o in Objective(model).optimizers.values()] == [(0.9, 0.999)] * 3
 
 
 def test_adam_state_is_per_parameter_object():

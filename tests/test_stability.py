@@ -163,7 +163,7 @@ def test_recipe_paper_on_the_command_line_is_the_paper_bit_for_bit(tmp_path):
     weights = [k for k in lib_arrays if k != "meta_json"]
     assert len(weights) > 20 and all(np.array_equal(cli_arrays[k], lib_arrays[k]) for k in weights)
     paper = checkpoint.read(str(out / "checkpoint.npz"), arrays=False)[0]["objective_config"]
-    assert paper["lr_d_e"] == 1e-4 and paper["adam_beta1"] == 0.9
+    assert paper["lr_d_e"] == 1e-4 and paper["adam_beta1"] == 0.9 and paper["adam_beta2"] == 0.999
 
 
 def test_a_warm_up_in_steps_ends_mid_epoch_and_counts_both_ways(tmp_path, faces):

@@ -148,6 +148,8 @@ def _add_recipe_options(recipe):
                         f"discriminator D_G ({recipe_default('lr_d_g')})")
     recipe.add_argument("--adam-beta1", type=float, metavar="B", help="Adam's first-moment decay, all "
                         f"three optimizers ({recipe_default('adam_beta1')})")
+    recipe.add_argument("--adam-beta2", type=float, metavar="B", help="Adam's second-moment decay, all "
+                        f"three optimizers ({recipe_default('adam_beta2')})")
     recipe.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
                         "(reconstruction only) for N epochs before the adversarial terms "
                         f"({recipe_default('warmup_epochs', 'd')})")
@@ -276,7 +278,7 @@ def resolve_train_options(args):
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, "colour_jitter": 0.0, "shift": 0,
-              **stored}   # runs older than these options
+              "adam_beta2": 0.999, **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:

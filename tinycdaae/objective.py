@@ -45,6 +45,9 @@ class ObjectiveConfig:
     lr_d_g: float = 1e-4          # Adam learning rate for D_G (paper: 1e-4)
     adam_beta1: float = 0.9       # Adam's first-moment decay for all three optimizers (Adam's default;
                                   # GANs often use 0.5). Not the paper's β1, which weighs L_E.
+    adam_beta2: float = 0.999     # Adam's second-moment decay for all three optimizers (Adam's default
+                                  # and the paper's). Bounds the step a sudden large gradient can take:
+                                  # about lr·(1 − β1)/√(1 − β2), 3.2·lr at 0.999, 1·lr at 0.99.
     real_label: float = 1.0       # discriminators' target for real samples; 0.9 = one-sided label smoothing
     ema_decay: float = 0.0        # δ of the moving average of E and G's weights that draws the faces
                                   # (optim.WeightAverage); 0 = draw with the last weights (paper)
@@ -59,6 +62,8 @@ class ObjectiveConfig:
                 raise ConfigError(name, f"must be a positive number, got {getattr(self, name)}")
         if not 0.0 <= self.adam_beta1 < 1.0:
             raise ConfigError("adam_beta1", f"must be in [0, 1) (0.9 is usual), got {self.adam_beta1}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise ConfigError("adam_beta2", f"must be in (0, 1) (0.999 is usual), got {self.adam_beta2}")
         if not 0.5 < self.real_label <= 1.0:
             raise ConfigError("real_label", f"must be in (0.5, 1], got {self.real_label}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -118,10 +123,10 @@ class Objective:
     def __init__(self, model, config=None, **overrides):
         self.model = model
         self.config = config = config or ObjectiveConfig(**overrides)
-        b1 = config.adam_beta1
-        self.opt_autoencoder = Adam(model.autoencoder_params(), lr=config.lr_autoencoder, beta1=b1)
-        self.opt_d_e = Adam(model.D_E.params(), lr=config.lr_d_e, beta1=b1)
-        self.opt_d_g = Adam(model.D_G.params(), lr=config.lr_d_g, beta1=b1)
+        betas = {"beta1": config.adam_beta1, "beta2": config.adam_beta2}
+        self.opt_autoencoder = Adam(model.autoencoder_params(), lr=config.lr_autoencoder, **betas)
+        self.opt_d_e = Adam(model.D_E.params(), lr=config.lr_d_e, **betas)
+        self.opt_d_g = Adam(model.D_G.params(), lr=config.lr_d_g, **betas)
         self.rng = np.random.default_rng(config.prior_seed)     # z* ~ N(0, I), drawn on the host
         self.step_count = 0
         self.average = (WeightAverage(model.autoencoder_params(), config.ema_decay)
