@@ -129,6 +129,25 @@ def test_resume_rejects_other_settings_and_other_architecture(runs, env):
     assert fresh.returncode == 2 and "already holds a run" in fresh.stderr and "--resume" in fresh.stderr
 
 
+def test_a_run_saved_before_adam_beta2_existed_resumes_with_adams_default(runs, env, tmp_path):
+    """A checkpoint whose options and objective config have no adam_beta2 (written before the
+    option existed) resumes with 0.999, the value it trained with; asking for another is refused."""
+    import shutil
+    _, resumed, _ = runs
+    old = tmp_path / "old"
+    shutil.copytree(resumed, old)
+    meta, arrays = checkpoint.read(str(old / "checkpoint.npz"))
+    del meta["extra"]["options"]["adam_beta2"], meta["objective_config"]["adam_beta2"]
+    np.savez(old / "checkpoint.npz", meta_json=np.array(json.dumps(meta)), **arrays)
+    other = cli(env, "--resume", "--out", old, "--epochs", 3, "--adam-beta2", 0.99)
+    assert other.returncode == 2 and "--adam-beta2 0.99 (the run has 0.999)" in other.stderr
+    result = cli(env, "--resume", "--out", old, "--epochs", 3)
+    assert result.returncode == 0, result.stderr
+    meta = checkpoint.read(str(old / "checkpoint.npz"), arrays=False)[0]
+    assert meta["step"] == 9 and meta["objective_config"]["adam_beta2"] == 0.999
+    assert meta["extra"]["options"]["adam_beta2"] == 0.999
+
+
 def test_default_dataset_is_the_synthetic_faces_with_real_targets_in_the_grid(env, tmp_path):
     out = tmp_path / "synthetic"
     result = cli(env, "--subjects", 8, "--width", 0.0625, "--epochs", 1, "--batch-size", 64, "--out", out)
