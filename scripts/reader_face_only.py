@@ -17,21 +17,22 @@ import os
 
 import numpy as np
 
+from tinycdaae import checkpoint
 from tinycdaae.checkpoint import load_model
-from tinycdaae.data.datasets import load_dataset, split_for_training
+from tinycdaae.cli import load_training_data
 from tinycdaae.evaluation.evalset import evaluation_set
 from tinycdaae.evaluation.metrics import face_mask
 from tinycdaae.evaluation.reader import ClassifierConfig, ExpressionReader
 
-FOLDS = 4
 
-
-def fold_of(run_dir):
-    """The held-out fold of a run, from the name run.py gives it (...-foldK)."""
-    name = os.path.basename(os.path.normpath(run_dir))
-    if "-fold" not in name:
-        raise SystemExit(f"{run_dir}: expected a run folder named like n2-seed0-fold2")
-    return int(name.rsplit("-fold", 1)[1][0])
+def stored_split(run_dir):
+    """(dataset, data_dir, fold, folds) of a run, as `run.py train` stored them in its checkpoint;
+    `evaluate` rebuilds the held-out people from the same options."""
+    meta = checkpoint.read(os.path.join(run_dir, "checkpoint.npz"), arrays=False)[0]
+    options = meta["extra"].get("options")
+    if options is None or options["dataset"] != "london":
+        raise SystemExit(f"{run_dir}: not a London run written by `run.py train`")
+    return options["dataset"], options.get("data_dir"), options["fold"], options["folds"]
 
 
 def readers_for(train, test, mask):
@@ -49,27 +50,25 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="London run folders (each holding checkpoint.npz)")
     args = p.parse_args()
-    faces = load_dataset("london", None, folds=FOLDS, size=32, progress=False)
-    neutral = faces.label_names.index("neutral")
     mask = face_mask(32, 32).astype(np.float32)                    # (32, 32), broadcast over N and C
-    by_fold = {}
+    by_split = {}
     for run in args.runs:
-        by_fold.setdefault(fold_of(run), []).append(run)
-    for fold, runs in sorted(by_fold.items()):
-        train, test = split_for_training(faces, fold, FOLDS)
+        by_split.setdefault(stored_split(run), []).append(run)
+    for (dataset, data_dir, fold, folds), runs in sorted(by_split.items(), key=lambda item: item[0][2:]):
+        train, test = load_training_data({"dataset": dataset, "data_dir": data_dir, "fold": fold,
+                                          "folds": folds, "size": 32})
         pairs = evaluation_set(test)
         readers = readers_for(train, test, mask)
         target = pairs.target_labels.argmax(1)                     # (P,) emotion asked for
+        to_neutral = target == train.label_names.index("neutral")  # (P,) the smile is to be removed
         for run in runs:
             model, _ = load_model(os.path.join(run, "checkpoint.npz"))
             x_hat = model.generate(pairs.x_source, pairs.target_labels)["x_hat"]   # (P, 3, 32, 32)
             cells = []
             for name, (reader, view, ceiling) in readers.items():
-                read = reader.predict(view(x_hat))
-                to_neutral, to_happy = target == neutral, target != neutral
-                cells.append(f"{name}: ceiling {ceiling:.2f}, expression {np.mean(read == target):.2f} "
-                             f"(→ neutral {np.mean(read[to_neutral] == target[to_neutral]):.2f}, "
-                             f"→ happy {np.mean(read[to_happy] == target[to_happy]):.2f})")
+                hit = reader.predict(view(x_hat)) == target
+                cells.append(f"{name}: ceiling {ceiling:.2f}, expression {hit.mean():.2f} "
+                             f"(→ neutral {hit[to_neutral].mean():.2f}, → happy {hit[~to_neutral].mean():.2f})")
             print(f"{os.path.basename(os.path.normpath(run))}: " + " | ".join(cells), flush=True)
 
 

@@ -5,6 +5,7 @@ good checkpoint. Plus the trainer's monitors and the grid tiling, in-process."""
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,7 +133,6 @@ def test_resume_rejects_other_settings_and_other_architecture(runs, env):
 def test_a_run_saved_before_adam_beta2_existed_resumes_with_adams_default(runs, env, tmp_path):
     """A checkpoint whose options and objective config have no adam_beta2 (written before the
     option existed) resumes with 0.999, the value it trained with; asking for another is refused."""
-    import shutil
     _, resumed, _ = runs
     old = tmp_path / "old"
     shutil.copytree(resumed, old)

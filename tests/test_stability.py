@@ -267,7 +267,9 @@ def test_the_warnings_advice_fits_the_runs_own_settings():
     stable = failure_advice(objective_config(RECIPES["stable"]))
     assert "--lr-d-e" not in stable and "already learns twice as fast as the encoder" in stable
     same_rate = failure_advice(objective_config({**RECIPES["stable"], "lr_d_e": 1e-3}))
-    assert "at the encoder's rate" in same_rate and "--lr-d-e 0.002" in same_rate
+    assert "at the encoder's rate" in same_rate and "--lr-d-e 2e-3" in same_rate
+    slower_encoder = failure_advice(objective_config({**RECIPES["paper"], "lr": 5e-4}))
+    assert "--lr-d-e 1e-3" in slower_encoder                  # twice this run's encoder rate, not the default's
 
 
 class TargetsBlowUpFrom:

@@ -50,8 +50,8 @@ from .errors import ConfigError
 from .objective import ObjectiveConfig
 from .training import TrainConfig
 
-RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "adam_beta2", "warmup_epochs", "warmup_steps", "label_smoothing",
-                  "flip", "colour_jitter", "shift", "ema_decay")
+RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "adam_beta2", "warmup_epochs", "warmup_steps",
+                  "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
@@ -99,8 +99,8 @@ def objective_config(options, prior_seed=0):
     out of range raises ConfigError named by the option (lr, label_smoothing...), not the field."""
     try:
         return ObjectiveConfig(lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
-                               adam_beta1=options["adam_beta1"],
-                               adam_beta2=options["adam_beta2"], real_label=1.0 - options["label_smoothing"],
+                               adam_beta1=options["adam_beta1"], adam_beta2=options["adam_beta2"],
+                               real_label=1.0 - options["label_smoothing"],
                                ema_decay=options["ema_decay"], prior_seed=prior_seed)
     except ConfigError as err:
         if err.field == "real_label":

@@ -95,17 +95,27 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------- monitors
+def _rate(x):
+    """A learning rate as it is typed on the command line: 0.002 -> '2e-3'."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def failure_advice(objective_config=None):
-    """What to try when a monitor fires, given the run's settings (ObjectiveConfig, or None: unknown)."""
-    if objective_config is not None and objective_config.lr_d_e >= 2 * objective_config.lr_autoencoder:
+    """What to try when a monitor fires, given the run's settings (ObjectiveConfig, or None: unknown).
+    The default recipe trains D_E at twice the encoder's rate; the advice names that rate for this run."""
+    if objective_config is None:
+        return ("the default recipe (--recipe stable) avoids this by training D_E twice as fast as the "
+                "encoder; with other settings, try --lr-d-e 2e-3")
+    twice = 2 * objective_config.lr_autoencoder
+    if objective_config.lr_d_e >= twice:
         return ("D_E already learns twice as fast as the encoder here, as in the default recipe; runs that "
                 "fail even so are measured in docs/stability.md and docs/size64.md: try another --seed")
-    if objective_config is not None and objective_config.lr_d_e >= objective_config.lr_autoencoder:
+    if objective_config.lr_d_e >= objective_config.lr_autoencoder:
         return ("D_E learns at the encoder's rate here; the default recipe trains it twice as fast, which "
-                "kept the label in a run this rate lost (docs/stability.md): try --lr-d-e "
-                f"{2 * objective_config.lr_autoencoder:g}")
+                f"kept the label in a run this rate lost (docs/stability.md): try --lr-d-e {_rate(twice)}")
     return ("the default recipe (--recipe stable) avoids this by training D_E twice as fast as the "
-            "encoder; with other settings, try --lr-d-e 2e-3")
+            f"encoder; with other settings, try --lr-d-e {_rate(twice)}")
 
 
 class LatentCollapseMonitor:
