@@ -33,7 +33,7 @@ from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
 from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
-from tinycdaae.training import augment, label_effect, run_seeds
+from tinycdaae.training import augment, epoch_batches, label_effect, run_seeds
 
 
 def norm_rows(a):
@@ -165,8 +165,8 @@ def main(argv=None):
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
         for epoch in range(args.epochs):
             order = rng.permutation(len(train))
-            for start in range(0, len(order), 32):
-                x_s, x_t, l_t = augment(train.batch(order[start:start + 32]), config, objective.step_count)
+            for rows in epoch_batches(order, 32, config.full_batches):
+                x_s, x_t, l_t = augment(train.batch(rows), config, objective.step_count)
                 metrics = objective.step(x_s, x_t, l_t, adversarial=config.adversarial(epoch, objective.step_count))
                 if objective.step_count % args.every == 0:
                     r = {"step": objective.step_count, "epoch": epoch + 1, **metrics,

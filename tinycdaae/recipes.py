@@ -51,15 +51,15 @@ from .objective import ObjectiveConfig
 from .training import TrainConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "adam_beta2", "warmup_epochs", "warmup_steps",
-                  "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay")
+                  "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay", "full_batches")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
               "warmup_epochs": 0, "warmup_steps": 0, "label_smoothing": 0.0, "flip": False,
-              "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.0},
+              "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.0, "full_batches": False},
     "stable": {"lr": 1e-3, "lr_d_e": 2e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
                "warmup_epochs": 0, "warmup_steps": 40, "label_smoothing": 0.0, "flip": False,
-               "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.99},
+               "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.99, "full_batches": True},
 }
 DEFAULT_RECIPE = "stable"
 
@@ -114,4 +114,5 @@ def train_config(options, **fields):
     RECIPE_OPTIONS, and the run's `fields` (epochs, batch_size, seed...)."""
     return TrainConfig(warmup_epochs=options["warmup_epochs"], warmup_steps=options["warmup_steps"],
                        flip=options["flip"], colour_jitter=options["colour_jitter"], shift=options["shift"],
+                       full_batches=options["full_batches"],
                        **fields)

@@ -60,6 +60,7 @@ class TrainConfig:
     flip: bool = False                # mirror each pair (input and target together) with probability 1/2
     colour_jitter: float = 0.0        # recolour each pair: per channel x -> g*x + b, g in 1±c, b in ±c
     shift: int = 0                    # move each pair by up to this many pixels in y and in x
+    full_batches: bool = False        # top the epoch's short last batch up to batch_size (epoch_batches)
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
@@ -92,6 +93,23 @@ class TrainConfig:
     def adversarial(self, epoch, step):
         """Whether the step after `step` steps (in epoch `epoch`, from 0) is past the warm-up."""
         return epoch >= self.warmup_epochs and step >= self.warmup_steps
+
+
+def epoch_batches(order, batch_size, full=False):
+    """An epoch's batches: the shuffled pair rows `order` (P,) cut into runs of batch_size.
+
+    When P is not a multiple of batch_size the last batch is short (London's 58 training people
+    give 232 pairs: 7 batches of 32 and one of 8). Its gradient is a mean over fewer pairs, so its
+    noise is √(32/8) = 2x that of the others, for the encoder, the decoder and both discriminators
+    alike; Adam's step does not know which batch was short. With full=True that batch is topped up
+    with the first pairs of the same order (seen twice in this epoch), so every step averages
+    batch_size pairs; the number of steps is the same."""
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    missing = batch_size - len(batches[-1])
+    if full and missing > 0:
+        refill = order[np.arange(missing) % len(order)]          # (missing,) wraps if P < batch_size
+        batches[-1] = np.concatenate([batches[-1], refill])
+    return batches
 
 
 # --------------------------------------------------------------------------------- monitors
@@ -570,7 +588,7 @@ class Trainer:
         rng = np.random.default_rng()
         rng.bit_generator.state = self.rng_state
         order = rng.permutation(n_pairs)                                      # (P,) pair rows
-        batches = [order[i:i + cfg.batch_size] for i in range(0, n_pairs, cfg.batch_size)]
+        batches = epoch_batches(order, cfg.batch_size, cfg.full_batches)
         epoch_start = time.perf_counter()
         stopped, sums, count = self._run_batches(batches, stop, started)
         if stopped:
