@@ -130,22 +130,32 @@ def test_resume_rejects_other_settings_and_other_architecture(runs, env):
     assert fresh.returncode == 2 and "already holds a run" in fresh.stderr and "--resume" in fresh.stderr
 
 
-def test_a_run_saved_before_adam_beta2_existed_resumes_with_adams_default(runs, env, tmp_path):
-    """A checkpoint whose options and objective config have no adam_beta2 (written before the
-    option existed) resumes with 0.999, the value it trained with; asking for another is refused."""
+@pytest.mark.parametrize("option, flag, old_value, other", [
+    ("adam_beta2", "--adam-beta2", 0.999, ["--adam-beta2", "0.99"]),
+    ("full_batches", "--full-batches", False, ["--full-batches"]),
+    ("latent_weight", "--latent-weight", 0.01, ["--latent-weight", "0.03"]),
+])
+def test_a_run_saved_before_an_option_existed_resumes_with_the_value_it_trained_with(
+        runs, env, tmp_path, option, flag, old_value, other):
+    """A checkpoint whose options (and objective config) lack a later recipe option resumes with
+    the value it trained with (Adam's 0.999; short last batches; the paper's β1); asking for
+    another is refused."""
     _, resumed, _ = runs
     old = tmp_path / "old"
     shutil.copytree(resumed, old)
     meta, arrays = checkpoint.read(str(old / "checkpoint.npz"))
-    del meta["extra"]["options"]["adam_beta2"], meta["objective_config"]["adam_beta2"]
+    del meta["extra"]["options"][option]
+    meta["objective_config"].pop(option, None)
     np.savez(old / "checkpoint.npz", meta_json=np.array(json.dumps(meta)), **arrays)
-    other = cli(env, "--resume", "--out", old, "--epochs", 3, "--adam-beta2", 0.99)
-    assert other.returncode == 2 and "--adam-beta2 0.99 (the run has 0.999)" in other.stderr
+    refused = cli(env, "--resume", "--out", old, "--epochs", 3, *other)
+    assert refused.returncode == 2 and f"{flag} " in refused.stderr
+    assert f"(the run has {old_value!r})" in refused.stderr and "Traceback" not in refused.stderr
     result = cli(env, "--resume", "--out", old, "--epochs", 3)
     assert result.returncode == 0, result.stderr
     meta = checkpoint.read(str(old / "checkpoint.npz"), arrays=False)[0]
-    assert meta["step"] == 9 and meta["objective_config"]["adam_beta2"] == 0.999
-    assert meta["extra"]["options"]["adam_beta2"] == 0.999
+    assert meta["step"] == 9 and meta["extra"]["options"][option] == old_value
+    if option == "adam_beta2":
+        assert meta["objective_config"]["adam_beta2"] == 0.999
 
 
 def test_default_dataset_is_the_synthetic_faces_with_real_targets_in_the_grid(env, tmp_path):

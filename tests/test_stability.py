@@ -117,6 +117,7 @@ def test_paper_recipe_is_the_papers_settings():
     assert RECIPES["paper"]["ema_decay"] == 0 == ObjectiveConfig().ema_decay      # drawn with the last weights
     assert RECIPES["paper"]["colour_jitter"] == 0 == TrainConfig().colour_jitter  # the pairs as they are
     assert RECIPES["paper"]["shift"] == 0 == TrainConfig().shift
+    assert RECIPES["paper"]["full_batches"] is False is TrainConfig().full_batches   # the last batch may be short
     assert recipe_options("paper", "synthetic") == RECIPES["paper"]     # the paper's on every dataset
 
 
@@ -179,6 +180,38 @@ def test_a_warm_up_in_steps_ends_mid_epoch_and_counts_both_ways(tmp_path, faces)
         [False, False, True, True]
     assert both.label_grace_epochs(steps_per_epoch=8) == 10           # a quarter of 40 epochs
     assert TrainConfig(epochs=4, warmup_steps=20).label_grace_epochs(steps_per_epoch=8) == 3   # ceil(20 / 8)
+
+
+# ----------------------------------------------------------------- full batches
+def test_epoch_batches_top_the_short_last_batch_up_from_the_epochs_start():
+    from tinycdaae.training import epoch_batches
+    order = np.random.default_rng(0).permutation(232)                 # London fold 0: 232 pairs
+    short = epoch_batches(order, 32)
+    assert [len(b) for b in short] == [32] * 7 + [8]                  # the paper's: one batch of 8
+    full = epoch_batches(order, 32, full=True)
+    assert [len(b) for b in full] == [32] * 8                         # as many steps, all of 32
+    assert np.array_equal(full[-1], np.concatenate([order[224:], order[:24]]))
+    assert all(np.array_equal(a, b) for a, b in zip(short[:7], full[:7]))
+    assert sorted(np.concatenate(full)[:232]) == list(range(232))     # every pair still once first
+    assert [len(b) for b in epoch_batches(order[:64], 32, full=True)] == [32, 32]   # nothing to top up
+    tiny = epoch_batches(np.array([2, 0, 1]), 8, full=True)           # fewer pairs than a batch: wraps
+    assert len(tiny) == 1 and list(tiny[0]) == [2, 0, 1, 2, 0, 1, 2, 0]
+
+
+def test_the_trainer_steps_on_full_batches_only_when_asked(tmp_path, faces):
+    """768 pairs in batches of 100: 7 of 100 and one of 68, or with full_batches 8 of 100."""
+    for full in (False, True):
+        model = CDAAE(ModelConfig(width=0.0625, seed=1))
+        objective = Objective(model, ObjectiveConfig(prior_seed=2))
+        sizes, step = [], objective.step
+        objective.step = lambda x_s, x_t, l_t, **kw: sizes.append(len(x_s)) or step(x_s, x_t, l_t, **kw)
+        config = TrainConfig(epochs=1, batch_size=100, seed=3, full_batches=full)
+        assert Trainer(objective, faces[0], config, str(tmp_path / str(full)), say=lambda m: None).run() == "finished"
+        assert sizes == [100] * 7 + [100 if full else 68]
+    for recipe in ("paper", "stable"):                                # an option, off in both recipes
+        assert train_config(recipe_options(recipe, "london"), epochs=1).full_batches is False
+        asked = {**recipe_options(recipe, "london"), "full_batches": True}
+        assert train_config(asked, epochs=1).full_batches is True
 
 
 # ----------------------------------------------------------------- mirroring (data augmentation)

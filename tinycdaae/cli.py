@@ -150,6 +150,9 @@ def _add_recipe_options(recipe):
                         f"three optimizers ({recipe_default('adam_beta1')})")
     recipe.add_argument("--adam-beta2", type=float, metavar="B", help="Adam's second-moment decay, all "
                         f"three optimizers ({recipe_default('adam_beta2')})")
+    recipe.add_argument("--latent-weight", type=float, metavar="W", help="β1, the weight of the latent "
+                        "adversarial term L_E in the encoder's loss (the paper's eq. 2; "
+                        f"{recipe_default('latent_weight')})")
     recipe.add_argument("--warmup-epochs", type=int, metavar="N", help="train the autoencoder alone "
                         "(reconstruction only) for N epochs before the adversarial terms "
                         f"({recipe_default('warmup_epochs', 'd')})")
@@ -281,7 +284,7 @@ def resolve_train_options(args):
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, "colour_jitter": 0.0, "shift": 0,
-              "adam_beta2": 0.999, "full_batches": False, **stored}   # runs older than these options
+              "adam_beta2": 0.999, "full_batches": False, "latent_weight": 1e-2, **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:

@@ -55,8 +55,9 @@ class ObjectiveConfig:
 
     def __post_init__(self):
         for name in ("alpha", "beta1", "beta2"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(name, f"must be a number, 0 or more (the paper's is "
+                                        f"{ObjectiveConfig.__dataclass_fields__[name].default:g}), got {getattr(self, name)}")
         for name in ("lr_autoencoder", "lr_d_e", "lr_d_g"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ConfigError(name, f"must be a positive number, got {getattr(self, name)}")

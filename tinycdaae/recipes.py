@@ -51,15 +51,18 @@ from .objective import ObjectiveConfig
 from .training import TrainConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "adam_beta2", "warmup_epochs", "warmup_steps",
-                  "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay", "full_batches")
+                  "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay", "full_batches",
+                  "latent_weight")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
               "warmup_epochs": 0, "warmup_steps": 0, "label_smoothing": 0.0, "flip": False,
-              "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.0, "full_batches": False},
+              "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.0, "full_batches": False,
+              "latent_weight": 1e-2},
     "stable": {"lr": 1e-3, "lr_d_e": 2e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
                "warmup_epochs": 0, "warmup_steps": 40, "label_smoothing": 0.0, "flip": False,
-               "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.99, "full_batches": True},
+               "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.99, "full_batches": False,
+               "latent_weight": 1e-2},
 }
 DEFAULT_RECIPE = "stable"
 
@@ -98,7 +101,7 @@ def objective_config(options, prior_seed=0):
     """ObjectiveConfig from a dict holding RECIPE_OPTIONS (a recipe, possibly overridden). A value
     out of range raises ConfigError named by the option (lr, label_smoothing...), not the field."""
     try:
-        return ObjectiveConfig(lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
+        return ObjectiveConfig(beta1=options["latent_weight"], lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
                                adam_beta1=options["adam_beta1"], adam_beta2=options["adam_beta2"],
                                real_label=1.0 - options["label_smoothing"],
                                ema_decay=options["ema_decay"], prior_seed=prior_seed)
@@ -106,7 +109,8 @@ def objective_config(options, prior_seed=0):
         if err.field == "real_label":
             raise ConfigError("label_smoothing", f"must be in [0, 0.5) (0.1 is usual), "
                                                  f"got {options['label_smoothing']}") from None
-        raise ConfigError({"lr_autoencoder": "lr"}.get(err.field, err.field), err.reason) from None
+        raise ConfigError({"lr_autoencoder": "lr", "beta1": "latent_weight"}.get(err.field, err.field),
+                          err.reason) from None
 
 
 def train_config(options, **fields):
