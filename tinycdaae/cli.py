@@ -168,6 +168,9 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--full-batches", action=argparse.BooleanOptionalAction, help="top each epoch's "
                         "short last batch up to --batch-size with pairs from the start of the epoch, so "
                         f"every step averages as many pairs ({recipe_default('full_batches', '')})")
+    recipe.add_argument("--face-only-targets", action=argparse.BooleanOptionalAction, help="train on "
+                        "targets that keep the input's pixels outside the face (the label changes the face; "
+                        f"hair, backdrop and light are redrawn from the input) ({recipe_default('face_only_targets', '')})")
     recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
                         "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
                         "it off (paper 0; stable "
@@ -284,7 +287,8 @@ def resolve_train_options(args):
     if "recipe" not in stored:   # runs from before recipes existed trained with the paper's settings
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, "colour_jitter": 0.0, "shift": 0,
-              "adam_beta2": 0.999, "full_batches": False, "latent_weight": 1e-2, **stored}   # runs older than these options
+              "adam_beta2": 0.999, "full_batches": False, "latent_weight": 1e-2,
+              "face_only_targets": False, **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:

@@ -61,6 +61,7 @@ class TrainConfig:
     colour_jitter: float = 0.0        # recolour each pair: per channel x -> g*x + b, g in 1±c, b in ±c
     shift: int = 0                    # move each pair by up to this many pixels in y and in x
     full_batches: bool = False        # top the epoch's short last batch up to batch_size (epoch_batches)
+    face_only_targets: bool = False   # targets keep the input's pixels outside the face (face_only_targets)
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
@@ -349,9 +350,42 @@ def jitter_pairs(batch, seed, step, colour, shift):
     return x_s, x_t, l_t
 
 
+# How far past the face ellipse the target fades into the input, in units of its radii.
+FACE_FADE = 0.3
+
+
+def face_weight(size):
+    """(size, size) float32: how much of the real target a face_only_targets pair keeps at each
+    pixel. With r the pixel's distance from the centre of the face ellipse in units of its radii
+    (evaluation.metrics.FACE_ELLIPSE, the identity column's face; r = 1 on its edge):
+
+        w = clip((1 + FACE_FADE − r) / FACE_FADE, 0, 1)       1 inside the face, 0 from r = 1.3 out"""
+    from .evaluation.metrics import FACE_ELLIPSE
+    cy, cx, ry, rx = FACE_ELLIPSE
+    yy, xx = np.mgrid[0:size, 0:size]                        # as evaluation.metrics.face_mask
+    r = np.sqrt(((yy - cy * size) / (ry * size)) ** 2 + ((xx - cx * size) / (rx * size)) ** 2)   # (H, W)
+    return np.clip((1 + FACE_FADE - r) / FACE_FADE, 0, 1).astype(np.float32)
+
+
+def face_only_targets(batch):
+    """Replace each target outside the face by its input: x_t ← w·x_t + (1 − w)·x_s (w: face_weight).
+
+    Two photos of one person differ outside the face too (hair falls differently, the head turns
+    a little, the light of the session changes), and no label explains those differences. Trained
+    on them, the network learns the training people's own changes there as part of the label and
+    draws them on people it has never seen. With these targets, the label changes the face, and
+    everything around it is redrawn from the input."""
+    x_s, x_t, l_t = batch                                    # (B,3,H,W), (B,3,H,W), (B,L)
+    w = face_weight(x_s.shape[-1])                           # (H, W)
+    return x_s, (w * x_t + (1 - w) * x_s).astype(x_t.dtype), l_t
+
+
 def augment(batch, config, step):
     """The pair transforms `config` asks for, as the trainer applies them before step `step`:
-    mirroring (config.flip), then recolouring and moving (config.colour_jitter, config.shift)."""
+    the face-only targets (config.face_only_targets), mirroring (config.flip), then recolouring
+    and moving (config.colour_jitter, config.shift)."""
+    if config.face_only_targets:
+        batch = face_only_targets(batch)
     if config.flip:
         batch = mirror_half(batch, config.seed, step)
     if config.colour_jitter or config.shift:
