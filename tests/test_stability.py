@@ -14,7 +14,8 @@ from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
 from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
-from tinycdaae.training import LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, label_effect, label_probe
+from tinycdaae.training import (LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, face_only_targets,
+                                label_effect, label_probe)
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +265,29 @@ def test_augment_applies_the_configs_transforms_in_the_trainers_order(faces):
     both = augment(batch, TrainConfig(seed=3, flip=True, colour_jitter=0.3, shift=1), step=7)
     by_hand = jitter_pairs(mirror_half(batch, 3, 7), 3, 7, colour=0.3, shift=1)
     assert all(np.array_equal(a, b) for a, b in zip(both, by_hand))
+    every = augment(batch, TrainConfig(seed=3, face_only_targets=True, flip=True, colour_jitter=0.3), step=7)
+    by_hand = jitter_pairs(mirror_half(face_only_targets(batch), 3, 7), 3, 7, colour=0.3, shift=0)
+    assert all(np.array_equal(a, b) for a, b in zip(every, by_hand))
+
+
+def test_face_only_targets_keep_the_target_in_the_face_and_the_input_around_it(faces):
+    from tinycdaae.evaluation.metrics import face_mask
+    from tinycdaae.training import face_weight
+    w = face_weight(32)                                                 # (32, 32)
+    assert np.array_equal(w == 1, face_mask(32, 32))                   # the identity column's face
+    assert (w[:, :4] == 0).all() and (w[:, -4:] == 0).all() and (w[0] == 0).all()   # sides, top: the input
+    assert w[:, 4:-4].sum(axis=0).min() < w[:, 4:-4].sum(axis=0).max() / 4  # fading out toward each side
+    assert ((w > 0) & (w < 1)).sum() > 100                             # a soft edge, not a cut
+    assert face_weight(64).shape == (64, 64) and face_weight(64).sum() == pytest.approx(4 * w.sum(), rel=0.02)
+    x_s, x_t, l_t = faces[0].batch(np.arange(32))
+    x_t = np.clip(x_t + 0.2, -1, 1)                                     # a session's light: the whole photo
+    out_s, out_t, out_l = face_only_targets((x_s, x_t, l_t))
+    assert out_s is x_s and out_l is l_t and out_t.dtype == x_t.dtype  # the input and label as they were
+    assert np.array_equal(out_t[..., w == 1], x_t[..., w == 1])         # the face: the real target
+    assert np.array_equal(out_t[..., w == 0], x_s[..., w == 0])         # around it: the input
+    between = (w > 0) & (w < 1)
+    assert np.allclose(out_t[..., between], (w * x_t + (1 - w) * x_s)[..., between], atol=1e-6)
+    assert np.abs(x_t - x_s)[..., w == 0].mean() > 0.1, "the target differs there, so the test can fail"
 
 
 def test_shift_moves_input_and_target_by_the_same_pixels():
