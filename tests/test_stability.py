@@ -119,6 +119,7 @@ def test_paper_recipe_is_the_papers_settings():
     assert RECIPES["paper"]["colour_jitter"] == 0 == TrainConfig().colour_jitter  # the pairs as they are
     assert RECIPES["paper"]["shift"] == 0 == TrainConfig().shift
     assert RECIPES["paper"]["full_batches"] is False is TrainConfig().full_batches   # the last batch may be short
+    assert RECIPES["paper"]["face_only_targets"] is False is TrainConfig().face_only_targets   # the real targets
     assert recipe_options("paper", "synthetic") == RECIPES["paper"]     # the paper's on every dataset
 
 
@@ -127,6 +128,7 @@ def test_the_stable_recipe_recolours_the_synthetic_faces_only():
     for photos in ("london", "folder", "rafd", "disfa", None):
         assert recipe_options("stable", photos) == RECIPES["stable"] and RECIPES["stable"]["colour_jitter"] == 0
     assert train_config(recipe_options("stable", "synthetic"), epochs=1).colour_jitter == 0.3
+    assert not RECIPES["stable"]["face_only_targets"] and not RECIPES["stable"]["full_batches"]   # options only
 
 
 # The library side of the comparison below, run in its own process with the same environment as
