@@ -20,8 +20,8 @@ import argparse
 import os
 
 import numpy as np
+from reader_face_only import stored_split  # scripts/: each run's split, as `evaluate` reads it
 
-from reader_face_only import stored_split      # scripts/: each run's split, as `evaluate` reads it
 from tinycdaae.checkpoint import load_model
 from tinycdaae.cli import load_training_data
 from tinycdaae.evaluation.evalset import evaluation_set

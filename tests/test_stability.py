@@ -14,8 +14,7 @@ from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
 from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
-from tinycdaae.training import (LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, face_only_targets,
-                                label_effect, label_probe)
+from tinycdaae.training import LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, face_only_targets, label_effect, label_probe
 
 
 @pytest.fixture(scope="module")
