@@ -70,6 +70,17 @@ def test_the_data_pipeline_never_imports_the_network_objective_or_training():
         assert not seen & NETWORK_SIDE, f"{start} loads {sorted(seen & NETWORK_SIDE)}"
 
 
+def test_the_learning_core_never_imports_the_data_pipeline_or_the_evaluation():
+    """The top-level modules (but the command line, which joins everything) stand on their own."""
+    graph = import_graph()
+    core = [m for m in graph if m.count(".") == 1 and m not in ("tinycdaae.cli", "tinycdaae.__main__",
+                                                               "tinycdaae.data", "tinycdaae.evaluation")]
+    assert "tinycdaae.training" in core and "tinycdaae.model" in core
+    for name in core:
+        sides = {m for m in graph[name] if m.startswith(("tinycdaae.data", "tinycdaae.evaluation"))}
+        assert not sides, f"{name} imports {sorted(sides)}"
+
+
 def test_the_package_and_the_command_line_do_not_touch_sys_path():
     for path in [*PACKAGE.rglob("*.py"), REPO / "run.py"]:
         assert "sys.path.insert" not in path.read_text(), path

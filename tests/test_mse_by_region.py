@@ -1,19 +1,26 @@
 """scripts/mse_by_region.py: its three regions tile the crop, and their shares add up to the MSE
 that `evaluate` reports, so the split in docs/stability.md accounts for all of it."""
+import importlib
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from mse_by_region import SIDE_COLUMNS, regions, split_mse  # noqa: E402
+from tinycdaae.evaluation.metrics import face_mask
 
-from tinycdaae.evaluation.metrics import face_mask  # noqa: E402
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 
 
-def test_the_regions_tile_the_crop():
-    masks = regions(32)
+@pytest.fixture
+def script(monkeypatch):
+    """scripts/mse_by_region.py as a module; it imports its neighbour reader_face_only, as it does
+    when run from scripts/."""
+    monkeypatch.syspath_prepend(SCRIPTS)
+    return importlib.import_module("mse_by_region")
+
+
+def test_the_regions_tile_the_crop(script):
+    masks, SIDE_COLUMNS = script.regions(32), script.SIDE_COLUMNS
     stacked = np.stack(list(masks.values()))                       # (3, 32, 32)
     assert (stacked.sum(axis=0) == 1).all()                        # disjoint, and nothing left out
     assert np.array_equal(masks["face"], face_mask(32, 32))
@@ -21,7 +28,8 @@ def test_the_regions_tile_the_crop():
     assert not middle.any() and masks["sides"].sum() > 8 * SIDE_COLUMNS       # the two side bands only
 
 
-def test_the_shares_add_up_to_the_mse_and_land_where_the_error_is():
+def test_the_shares_add_up_to_the_mse_and_land_where_the_error_is(script):
+    regions, split_mse = script.regions, script.split_mse
     rng = np.random.default_rng(0)
     targets = rng.uniform(-1, 1, (6, 3, 32, 32)).astype(np.float32)
     images = targets + rng.normal(0, 0.1, targets.shape).astype(np.float32)

@@ -272,8 +272,10 @@ def test_augment_applies_the_configs_transforms_in_the_trainers_order(faces):
 
 
 def test_face_only_targets_keep_the_target_in_the_face_and_the_input_around_it(faces):
-    from tinycdaae.evaluation.metrics import face_mask
+    from tinycdaae.evaluation.metrics import FACE_ELLIPSE, face_mask
+    from tinycdaae.training import FACE_ELLIPSE as TRAINING_FACE_ELLIPSE
     from tinycdaae.training import face_weight
+    assert TRAINING_FACE_ELLIPSE == FACE_ELLIPSE                        # one face, repeated in the core
     w = face_weight(32)                                                 # (32, 32)
     assert np.array_equal(w == 1, face_mask(32, 32))                   # the identity column's face
     assert (w[:, :4] == 0).all() and (w[:, -4:] == 0).all() and (w[0] == 0).all()   # sides, top: the input

@@ -170,7 +170,8 @@ def _add_recipe_options(recipe):
                         f"every step averages as many pairs ({recipe_default('full_batches', '')})")
     recipe.add_argument("--face-only-targets", action=argparse.BooleanOptionalAction, help="train on "
                         "targets that keep the input's pixels outside the face (the label changes the face; "
-                        f"hair, backdrop and light are redrawn from the input) ({recipe_default('face_only_targets', '')})")
+                        "hair, backdrop and light are redrawn from the input); measured in docs/stability.md "
+                        f"({recipe_default('face_only_targets', '')})")
     recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
                         "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
                         "it off (paper 0; stable "

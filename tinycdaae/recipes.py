@@ -101,8 +101,8 @@ def objective_config(options, prior_seed=0):
     """ObjectiveConfig from a dict holding RECIPE_OPTIONS (a recipe, possibly overridden). A value
     out of range raises ConfigError named by the option (lr, label_smoothing...), not the field."""
     try:
-        return ObjectiveConfig(beta1=options["latent_weight"], lr_autoencoder=options["lr"], lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"],
-                               adam_beta1=options["adam_beta1"], adam_beta2=options["adam_beta2"],
+        return ObjectiveConfig(beta1=options["latent_weight"], lr_autoencoder=options["lr"],
+                               lr_d_e=options["lr_d_e"], lr_d_g=options["lr_d_g"], adam_beta1=options["adam_beta1"], adam_beta2=options["adam_beta2"],
                                real_label=1.0 - options["label_smoothing"],
                                ema_decay=options["ema_decay"], prior_seed=prior_seed)
     except ConfigError as err:

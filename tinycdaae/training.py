@@ -350,17 +350,20 @@ def jitter_pairs(batch, seed, step, colour, shift):
     return x_s, x_t, l_t
 
 
-# How far past the face ellipse the target fades into the input, in units of its radii.
+# Where the face sits in an aligned crop: an ellipse (cy, cx, ry, rx) in fractions of the crop's
+# height and width. It is evaluation.metrics.FACE_ELLIPSE, the identity column's face; the core
+# never imports the evaluation, so the numbers are repeated here (tests/test_stability.py checks
+# that both agree). How far past it the target fades into the input, in units of its radii:
+FACE_ELLIPSE = (16.5 / 32, 15.5 / 32, 12 / 32, 9 / 32)
 FACE_FADE = 0.3
 
 
 def face_weight(size):
     """(size, size) float32: how much of the real target a face_only_targets pair keeps at each
     pixel. With r the pixel's distance from the centre of the face ellipse in units of its radii
-    (evaluation.metrics.FACE_ELLIPSE, the identity column's face; r = 1 on its edge):
+    (FACE_ELLIPSE; r = 1 on its edge):
 
         w = clip((1 + FACE_FADE − r) / FACE_FADE, 0, 1)       1 inside the face, 0 from r = 1.3 out"""
-    from .evaluation.metrics import FACE_ELLIPSE
     cy, cx, ry, rx = FACE_ELLIPSE
     yy, xx = np.mgrid[0:size, 0:size]                        # as evaluation.metrics.face_mask
     r = np.sqrt(((yy - cy * size) / (ry * size)) ** 2 + ((xx - cx * size) / (rx * size)) ** 2)   # (H, W)
@@ -374,7 +377,9 @@ def face_only_targets(batch):
     a little, the light of the session changes), and no label explains those differences. Trained
     on them, the network learns the training people's own changes there as part of the label and
     draws them on people it has never seen. With these targets, the label changes the face, and
-    everything around it is redrawn from the input."""
+    everything around it is redrawn from the input. Measured in docs/stability.md: on the London
+    photos every run then draws closer to the real targets than copying, but removes a smile less
+    clearly; off in both recipes."""
     x_s, x_t, l_t = batch                                    # (B,3,H,W), (B,3,H,W), (B,L)
     w = face_weight(x_s.shape[-1])                           # (H, W)
     return x_s, (w * x_t + (1 - w) * x_s).astype(x_t.dtype), l_t
