@@ -20,10 +20,9 @@ import argparse
 import os
 
 import numpy as np
-from reader_face_only import stored_split  # scripts/: each run's split, as `evaluate` reads it
+from reader_face_only import runs_by_fold  # scripts/: each run's split, as `evaluate` reads it
 
 from tinycdaae.checkpoint import load_model
-from tinycdaae.cli import load_training_data
 from tinycdaae.evaluation.evalset import evaluation_set
 from tinycdaae.evaluation.metrics import face_mask
 
@@ -56,12 +55,7 @@ def main():
     p.add_argument("runs", nargs="+", help="London run folders (each holding checkpoint.npz)")
     args = p.parse_args()
     masks = regions(32)
-    by_split = {}
-    for run in args.runs:
-        by_split.setdefault(stored_split(run), []).append(run)
-    for (dataset, data_dir, fold, folds), runs in sorted(by_split.items(), key=lambda item: item[0][2:]):
-        _, test = load_training_data({"dataset": dataset, "data_dir": data_dir, "fold": fold,
-                                      "folds": folds, "size": 32})
+    for fold, _, test, runs in runs_by_fold(args.runs):
         pairs = evaluation_set(test)
         copying = split_mse(pairs.x_source, pairs.x_target, masks)
         print(f"fold {fold}, copying the input: {describe(copying)}", flush=True)

@@ -35,6 +35,18 @@ def stored_split(run_dir):
     return options["dataset"], options.get("data_dir"), options["fold"], options["folds"]
 
 
+def runs_by_fold(runs):
+    """Group London run folders by the split they were trained on: yields (fold, train, test, runs)
+    in fold order, each split's people loaded once, as `evaluate` rebuilds them."""
+    by_split = {}
+    for run in runs:
+        by_split.setdefault(stored_split(run), []).append(run)
+    for (dataset, data_dir, fold, folds), group in sorted(by_split.items(), key=lambda item: item[0][2:]):
+        train, test = load_training_data({"dataset": dataset, "data_dir": data_dir, "fold": fold,
+                                          "folds": folds, "size": 32})
+        yield fold, train, test, group
+
+
 def readers_for(train, test, mask):
     """{name: (reader, how to show it an image batch, accuracy on the real held-out photos)}."""
     readers = {}
@@ -51,12 +63,7 @@ def main():
     p.add_argument("runs", nargs="+", help="London run folders (each holding checkpoint.npz)")
     args = p.parse_args()
     mask = face_mask(32, 32).astype(np.float32)                    # (32, 32), broadcast over N and C
-    by_split = {}
-    for run in args.runs:
-        by_split.setdefault(stored_split(run), []).append(run)
-    for (dataset, data_dir, fold, folds), runs in sorted(by_split.items(), key=lambda item: item[0][2:]):
-        train, test = load_training_data({"dataset": dataset, "data_dir": data_dir, "fold": fold,
-                                          "folds": folds, "size": 32})
+    for _, train, test, runs in runs_by_fold(args.runs):
         pairs = evaluation_set(test)
         readers = readers_for(train, test, mask)
         target = pairs.target_labels.argmax(1)                     # (P,) emotion asked for

@@ -26,6 +26,7 @@ last checkpoint — written at the end of the last good epoch — untouched. Ctr
 step in half: the first one asks the loop to stop after the current step, which is then saved;
 a second Ctrl-C aborts at once without saving.
 """
+import functools
 import json
 import math
 import os
@@ -358,16 +359,21 @@ FACE_ELLIPSE = (16.5 / 32, 15.5 / 32, 12 / 32, 9 / 32)
 FACE_FADE = 0.3
 
 
+@functools.lru_cache(maxsize=4)
 def face_weight(size):
     """(size, size) float32: how much of the real target a face_only_targets pair keeps at each
     pixel. With r the pixel's distance from the centre of the face ellipse in units of its radii
     (FACE_ELLIPSE; r = 1 on its edge):
 
-        w = clip((1 + FACE_FADE − r) / FACE_FADE, 0, 1)       1 inside the face, 0 from r = 1.3 out"""
+        w = clip((1 + FACE_FADE − r) / FACE_FADE, 0, 1)       1 inside the face, 0 from r = 1.3 out
+
+    Cached: the trainer asks for it on every step, and it depends on the size alone (read-only)."""
     cy, cx, ry, rx = FACE_ELLIPSE
     yy, xx = np.mgrid[0:size, 0:size]                        # as evaluation.metrics.face_mask
     r = np.sqrt(((yy - cy * size) / (ry * size)) ** 2 + ((xx - cx * size) / (rx * size)) ** 2)   # (H, W)
-    return np.clip((1 + FACE_FADE - r) / FACE_FADE, 0, 1).astype(np.float32)
+    w = np.clip((1 + FACE_FADE - r) / FACE_FADE, 0, 1).astype(np.float32)
+    w.flags.writeable = False
+    return w
 
 
 def face_only_targets(batch):
