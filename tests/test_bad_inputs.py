@@ -171,6 +171,8 @@ ROWS = [
      "--latent-weight must be a number, 0 or more (the paper's is 0.01)"),
     ("latent_weight_nan", lambda t, r, f: [*TINY, "--latent-weight", "nan", "--out", t / "o"], 2,
      "--latent-weight must be a number, 0 or more"),
+    ("lr_decay_negative", lambda t, r, f: [*TINY, "--lr-decay-epochs", "-1", "--out", t / "o"], 2,
+     "--lr-decay-epochs must be 0 or more, got -1"),
     ("train_out_is_a_file", lambda t, r, f: [*TINY, "--out", r / "log.jsonl"], 2, "is an existing file, not a folder"),
     # --- train: labels.csv
     ("csv_not_utf8", lambda t, r, f: make_folder(t, CSV_HEAD + "é.jpg,anna,happy\n".encode("latin-1")), 2,

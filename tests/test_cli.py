@@ -135,12 +135,13 @@ def test_resume_rejects_other_settings_and_other_architecture(runs, env):
     ("full_batches", "--full-batches", False, ["--full-batches"]),
     ("latent_weight", "--latent-weight", 0.01, ["--latent-weight", "0.03"]),
     ("face_only_targets", "--face-only-targets", False, ["--face-only-targets"]),
+    ("lr_decay_epochs", "--lr-decay-epochs", 0, ["--lr-decay-epochs", "2"]),
 ])
 def test_a_run_saved_before_an_option_existed_resumes_with_the_value_it_trained_with(
         runs, env, tmp_path, option, flag, old_value, other):
     """A checkpoint whose options (and objective config) lack a later recipe option resumes with
     the value it trained with (Adam's 0.999; short last batches; the paper's β1; the real
-    targets); asking for another is refused."""
+    targets; constant learning rates); asking for another is refused."""
     _, resumed, _ = runs
     old = tmp_path / "old"
     shutil.copytree(resumed, old)

@@ -119,6 +119,7 @@ def test_paper_recipe_is_the_papers_settings():
     assert RECIPES["paper"]["shift"] == 0 == TrainConfig().shift
     assert RECIPES["paper"]["full_batches"] is False is TrainConfig().full_batches   # the last batch may be short
     assert RECIPES["paper"]["face_only_targets"] is False is TrainConfig().face_only_targets   # the real targets
+    assert RECIPES["paper"]["lr_decay_epochs"] == 0 == TrainConfig().lr_decay_epochs   # constant rates
     assert recipe_options("paper", "synthetic") == RECIPES["paper"]     # the paper's on every dataset
 
 
@@ -214,6 +215,30 @@ def test_the_trainer_steps_on_full_batches_only_when_asked(tmp_path, faces):
         assert train_config(recipe_options(recipe, "london"), epochs=1).full_batches is False
         asked = {**recipe_options(recipe, "london"), "full_batches": True}
         assert train_config(asked, epochs=1).full_batches is True
+
+
+def test_learning_rates_fall_linearly_over_the_last_epochs_only_when_asked(tmp_path, faces):
+    """768 pairs in batches of 100 (8 steps an epoch), 2 epochs, the last one decaying: every rate
+    is its own for the first 8 steps, then (16 − s)/8 of it at step s = 8 … 15 (the last 1/8),
+    all three keeping their ratios. Without decay they never change."""
+    for decay in (0, 1):
+        model = CDAAE(ModelConfig(width=0.0625, seed=1))
+        objective = Objective(model, ObjectiveConfig(prior_seed=2, lr_d_e=2e-3))
+        rates, step = [], objective.step
+        objective.step = lambda *batch, **kw: rates.append(
+            (objective.opt_autoencoder.lr, objective.opt_d_e.lr, objective.opt_d_g.lr)) or step(*batch, **kw)
+        config = TrainConfig(epochs=2, batch_size=100, seed=3, lr_decay_epochs=decay)
+        assert Trainer(objective, faces[0], config, str(tmp_path / str(decay)), say=lambda m: None).run() == "finished"
+        scales = [1.0] * 16 if decay == 0 else [1.0] * 8 + [(16 - s) / 8 for s in range(8, 16)]
+        assert rates == pytest.approx([(1e-3 * f, 2e-3 * f, 1e-4 * f) for f in scales], rel=1e-12)
+        with open(tmp_path / str(decay) / "log.jsonl") as f:
+            epochs = [json.loads(line) for line in f if '"event": "epoch"' in line]
+        assert [e.get("lr_scale") for e in epochs] == ([None, None] if decay == 0 else [1.0, 1 / 8])
+    assert TrainConfig(epochs=60, lr_decay_epochs=20).learning_rate_scale(479, 8) == 1 / 160
+    longer = TrainConfig(epochs=10, lr_decay_epochs=20)               # a shorter run decays throughout
+    assert [longer.learning_rate_scale(s, 8) for s in (0, 40, 79)] == [1.0, 0.5, 1 / 80]
+    for recipe in ("paper", "stable"):                                # an option, off in both recipes
+        assert train_config(recipe_options(recipe, "london"), epochs=1).lr_decay_epochs == 0
 
 
 # ----------------------------------------------------------------- mirroring (data augmentation)

@@ -172,6 +172,10 @@ def _add_recipe_options(recipe):
                         "targets that keep the input's pixels outside the face (the label changes the face; "
                         "hair, backdrop and light are redrawn from the input); measured in docs/stability.md "
                         f"({recipe_default('face_only_targets', '')})")
+    recipe.add_argument("--lr-decay-epochs", type=int, metavar="N", help="lower every learning rate "
+                        "linearly towards 0 over the run's last N epochs (all of them in a shorter run; the "
+                        "three rates keep their ratios); "
+                        f"0 keeps them constant ({recipe_default('lr_decay_epochs', 'd')})")
     recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
                         "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
                         "it off (paper 0; stable "
@@ -289,7 +293,7 @@ def resolve_train_options(args):
         stored = {**RECIPES["paper"], "recipe": "paper", **stored}
     stored = {"flip": False, "ema_decay": 0.0, "warmup_steps": 0, "colour_jitter": 0.0, "shift": 0,
               "adam_beta2": 0.999, "full_batches": False, "latent_weight": 1e-2,
-              "face_only_targets": False, **stored}   # runs older than these options
+              "face_only_targets": False, "lr_decay_epochs": 0, **stored}   # runs older than these options
     conflicts = [f"{flag(k)} {typed[k]!r} (the run has {stored[k]!r})" for k in RUN_OPTIONS
                  if k in typed and k not in ARCHITECTURE_OPTIONS and typed[k] != stored[k]]
     if conflicts:

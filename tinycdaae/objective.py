@@ -137,6 +137,13 @@ class Objective:
     def optimizers(self):
         return {"autoencoder": self.opt_autoencoder, "D_E": self.opt_d_e, "D_G": self.opt_d_g}
 
+    def scale_learning_rates(self, scale):
+        """Every optimizer's rate becomes its configured rate × scale (a learning-rate schedule;
+        TrainConfig.learning_rate_scale). The three rates keep their ratios."""
+        self.opt_autoencoder.lr = self.config.lr_autoencoder * scale
+        self.opt_d_e.lr = self.config.lr_d_e * scale
+        self.opt_d_g.lr = self.config.lr_d_g * scale
+
     def sample_prior(self, n):
         """z* ~ N(0, I): (n, latent). Drawn on the host so CPU and GPU runs see the same numbers."""
         z = self.rng.standard_normal((n, self.model.config.latent_dim))

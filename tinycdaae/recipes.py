@@ -52,17 +52,17 @@ from .training import TrainConfig
 
 RECIPE_OPTIONS = ("lr", "lr_d_e", "lr_d_g", "adam_beta1", "adam_beta2", "warmup_epochs", "warmup_steps",
                   "label_smoothing", "flip", "colour_jitter", "shift", "ema_decay", "full_batches",
-                  "latent_weight", "face_only_targets")
+                  "latent_weight", "face_only_targets", "lr_decay_epochs")
 
 RECIPES = {
     "paper": {"lr": 1e-3, "lr_d_e": 1e-4, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
               "warmup_epochs": 0, "warmup_steps": 0, "label_smoothing": 0.0, "flip": False,
               "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.0, "full_batches": False,
-              "latent_weight": 1e-2, "face_only_targets": False},
+              "latent_weight": 1e-2, "face_only_targets": False, "lr_decay_epochs": 0},
     "stable": {"lr": 1e-3, "lr_d_e": 2e-3, "lr_d_g": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999,
                "warmup_epochs": 0, "warmup_steps": 40, "label_smoothing": 0.0, "flip": False,
                "colour_jitter": 0.0, "shift": 0, "ema_decay": 0.99, "full_batches": False,
-               "latent_weight": 1e-2, "face_only_targets": False},
+               "latent_weight": 1e-2, "face_only_targets": False, "lr_decay_epochs": 0},
 }
 DEFAULT_RECIPE = "stable"
 
@@ -119,4 +119,5 @@ def train_config(options, **fields):
     return TrainConfig(warmup_epochs=options["warmup_epochs"], warmup_steps=options["warmup_steps"],
                        flip=options["flip"], colour_jitter=options["colour_jitter"], shift=options["shift"],
                        full_batches=options["full_batches"], face_only_targets=options["face_only_targets"],
+                       lr_decay_epochs=options["lr_decay_epochs"],
                        **fields)

@@ -63,6 +63,8 @@ class TrainConfig:
     shift: int = 0                    # move each pair by up to this many pixels in y and in x
     full_batches: bool = False        # top the epoch's short last batch up to batch_size (epoch_batches)
     face_only_targets: bool = False   # targets keep the input's pixels outside the face (face_only_targets)
+    lr_decay_epochs: int = 0          # the last N epochs (all, in a shorter run) lower every learning
+                                      # rate linearly towards 0 (learning_rate_scale); 0 = constant (paper)
     monitor_window: int = 50          # steps averaged by the collapse and divergence monitors
     collapse_patience: int = 200      # steps a sign of latent collapse must last before a warning
     divergence_factor: float = 10.0   # stop when L_R's running mean reaches this many times its best
@@ -83,6 +85,8 @@ class TrainConfig:
         for name in ("warmup_epochs", "warmup_steps", "shift"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.lr_decay_epochs < 0:
+            raise ConfigError("lr_decay_epochs", f"must be 0 or more, got {self.lr_decay_epochs}")
         if self.monitor_window < 1 or self.collapse_patience < 1 or not self.divergence_factor > 1:
             raise ValueError("monitor_window and collapse_patience must be >= 1, divergence_factor > 1")
         if self.label_effect_patience < 1 or not 0 <= self.label_effect_grace <= 1:
@@ -91,6 +95,19 @@ class TrainConfig:
     def label_grace_epochs(self, steps_per_epoch):
         warmup = max(self.warmup_epochs, -(-self.warmup_steps // steps_per_epoch))   # ceil
         return max(warmup, int(self.epochs * self.label_effect_grace))
+
+    def learning_rate_scale(self, step, steps_per_epoch):
+        """The factor on every learning rate for the step after `step` steps. Constant (1) until the
+        last lr_decay_epochs epochs (all of them in a shorter run), then linear towards 0 (the usual
+        schedule of image-to-image GANs): with T = epochs·steps_per_epoch steps in all and
+        K = min(lr_decay_epochs, epochs)·steps_per_epoch,
+            scale(s) = min(1, (T − s) / K),     s = 0 … T − 1,
+        so the last step takes 1/K of the rate. The weights then settle instead of ending on one
+        step's noise. It depends on the step alone, so a resumed run follows the same schedule."""
+        if self.lr_decay_epochs == 0:
+            return 1.0
+        total, decay = self.epochs * steps_per_epoch, min(self.lr_decay_epochs, self.epochs) * steps_per_epoch
+        return min(1.0, (total - step) / decay)
 
     def adversarial(self, epoch, step):
         """Whether the step after `step` steps (in epoch `epoch`, from 0) is past the warm-up."""
@@ -683,6 +700,8 @@ class Trainer:
         batch = augment(self.train_set.batch(rows), self.config, self.objective.step_count)
         if not all_finite(batch):       # the data's fault, not the optimiser's
             return self._stop_bad_data(b + 1, rows)
+        self.objective.scale_learning_rates(
+            self.config.learning_rate_scale(self.objective.step_count, self.steps_per_epoch()))
         metrics = self.objective.step(*batch, adversarial=adversarial)
         step = self.objective.step_count
         bad = non_finite_terms(metrics)
@@ -713,6 +732,8 @@ class Trainer:
                 self.sample_fn(sample_path)
         means = {**{name: total / max(count, 1) for name, total in sums.items()}, **label_numbers}
         seconds = time.perf_counter() - epoch_start
+        if self.config.lr_decay_epochs:        # the factor the epoch's last step took its rates with
+            means["lr_scale"] = self.config.learning_rate_scale(self.objective.step_count - 1, self.steps_per_epoch())
         self.log({"event": "epoch", "step": self.objective.step_count, "epoch": self.epoch,
                   "steps_this_session": count, "seconds": round(seconds, 2), **means})
         self.say(f"epoch {self.epoch}/{self.config.epochs} ({seconds:.0f} s, step {self.objective.step_count}): "
