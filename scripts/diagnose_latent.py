@@ -3,8 +3,9 @@
     python scripts/diagnose_latent.py --recipe paper --seed 2 --out runs/diagnose-paper-s2
     python scripts/diagnose_latent.py --recipe stable --seed 2 --out runs/diagnose-stable-s2
 
-Trains N2 exactly as `run.py --dataset london --width 1 --epochs 60 --recipe R` would (same seeds,
-same data order, same held-out fold), and
+Trains N2 exactly as `run.py --dataset london --width 1 --recipe R` would (same seeds, same data
+order, same held-out fold, the recipe's epochs and learning-rate schedule; --epochs,
+--no-face-only-targets and --lr-decay-epochs as run.py's), and
 every `--every` steps records, on the current batch:
 
   D_E's logits        mean logit on the encoder's codes z and on prior samples z* ~ N(0, I)
@@ -32,7 +33,7 @@ from tinycdaae import backend
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
+from tinycdaae.recipes import RECIPES, default_epochs, objective_config, recipe_options, train_config
 from tinycdaae.training import augment, epoch_batches, label_effect, run_seeds
 
 
@@ -127,7 +128,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's for the dataset, as run.py's")
+    p.add_argument("--face-only-targets", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: the recipe's for the dataset")
+    p.add_argument("--lr-decay-epochs", type=int, default=None, metavar="N", help="default: the recipe's for the dataset")
     p.add_argument("--every", type=int, default=4, help="record every N steps")
     p.add_argument("--lr-d-e", type=float, default=None, metavar="LR", help="D_E's learning rate; default: the recipe's")
     p.add_argument("--adam-beta2", type=float, default=None, metavar="B",
@@ -154,6 +158,10 @@ def main(argv=None):
         options["lr_d_e"] = args.lr_d_e
     if args.adam_beta2 is not None:
         options["adam_beta2"] = args.adam_beta2
+    for name in ("face_only_targets", "lr_decay_epochs"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    epochs = args.epochs or default_epochs(args.recipe, args.dataset) or 10      # run.py's defaults
     objective = Objective(model, objective_config(options, prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]
@@ -161,12 +169,14 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(order_seed)
     records = []
-    config = train_config(options, seed=order_seed)      # the warm-up and the pair transforms, as run.py
+    config = train_config(options, epochs=epochs, seed=order_seed)   # the warm-up, pair transforms, schedule
     with open(os.path.join(args.out, "diagnostics.jsonl"), "w") as f:
-        for epoch in range(args.epochs):
+        for epoch in range(epochs):
             order = rng.permutation(len(train))
-            for rows in epoch_batches(order, 32, config.full_batches):
+            batches = epoch_batches(order, 32, config.full_batches)
+            for rows in batches:
                 x_s, x_t, l_t = augment(train.batch(rows), config, objective.step_count)
+                objective.scale_learning_rates(config.learning_rate_scale(objective.step_count, len(batches)))
                 metrics = objective.step(x_s, x_t, l_t, adversarial=config.adversarial(epoch, objective.step_count))
                 if objective.step_count % args.every == 0:
                     r = {"step": objective.step_count, "epoch": epoch + 1, **metrics,

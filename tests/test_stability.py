@@ -13,7 +13,7 @@ from tinycdaae import checkpoint
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective, ObjectiveConfig
-from tinycdaae.recipes import RECIPES, objective_config, recipe_options, train_config
+from tinycdaae.recipes import RECIPES, default_epochs, objective_config, recipe_options, train_config
 from tinycdaae.training import LabelEffectMonitor, LatentCollapseMonitor, TrainConfig, Trainer, face_only_targets, label_effect, label_probe
 
 
@@ -125,10 +125,35 @@ def test_paper_recipe_is_the_papers_settings():
 
 def test_the_stable_recipe_recolours_the_synthetic_faces_only():
     assert recipe_options("stable", "synthetic") == {**RECIPES["stable"], "colour_jitter": 0.3}
-    for photos in ("london", "folder", "rafd", "disfa", None):
+    for photos in ("folder", "rafd", "disfa", None):
         assert recipe_options("stable", photos) == RECIPES["stable"] and RECIPES["stable"]["colour_jitter"] == 0
     assert train_config(recipe_options("stable", "synthetic"), epochs=1).colour_jitter == 0.3
     assert not RECIPES["stable"]["face_only_targets"] and not RECIPES["stable"]["full_batches"]   # options only
+
+
+def test_the_stable_recipe_trains_the_london_photos_on_face_only_targets_longer_with_decaying_rates():
+    london = recipe_options("stable", "london")
+    assert london == {**RECIPES["stable"], "face_only_targets": True, "lr_decay_epochs": 20}
+    config = train_config(london, epochs=default_epochs("stable", "london"))
+    assert config.face_only_targets and config.lr_decay_epochs == 20 and config.epochs == 120
+    assert recipe_options("paper", "london") == RECIPES["paper"] and default_epochs("paper", "london") == 60
+    assert default_epochs("stable", "synthetic") is None is default_epochs("stable", "folder")
+
+
+def test_the_command_line_takes_each_recipes_london_settings_unless_typed(tmp_path):
+    """`run.py train --dataset london`: 120 epochs, face-only targets, decaying rates; with
+    --recipe paper 60 epochs and neither; a typed value wins over both."""
+    from tinycdaae.cli import build_parser, resolve_train_options
+
+    def options(*argv):
+        return resolve_train_options(build_parser().parse_args(["train", "--dataset", "london", *argv,
+                                                                "--out", str(tmp_path / "run")]))[0]
+    stable, paper = options(), options("--recipe", "paper")
+    assert (stable["epochs"], stable["face_only_targets"], stable["lr_decay_epochs"]) == (120, True, 20)
+    assert (paper["epochs"], paper["face_only_targets"], paper["lr_decay_epochs"]) == (60, False, 0)
+    typed = options("--epochs", "30", "--no-face-only-targets", "--lr-decay-epochs", "0")
+    assert (typed["epochs"], typed["face_only_targets"], typed["lr_decay_epochs"]) == (30, False, 0)
+    assert options("--dataset", "synthetic")["epochs"] == 10    # the last --dataset wins: the general default
 
 
 # The library side of the comparison below, run in its own process with the same environment as
@@ -237,8 +262,8 @@ def test_learning_rates_fall_linearly_over_the_last_epochs_only_when_asked(tmp_p
     assert TrainConfig(epochs=60, lr_decay_epochs=20).learning_rate_scale(479, 8) == 1 / 160
     longer = TrainConfig(epochs=10, lr_decay_epochs=20)               # a shorter run decays throughout
     assert [longer.learning_rate_scale(s, 8) for s in (0, 40, 79)] == [1.0, 0.5, 1 / 80]
-    for recipe in ("paper", "stable"):                                # an option, off in both recipes
-        assert train_config(recipe_options(recipe, "london"), epochs=1).lr_decay_epochs == 0
+    for recipe, dataset in (("paper", "london"), ("stable", "synthetic"), ("stable", "folder")):
+        assert train_config(recipe_options(recipe, dataset), epochs=1).lr_decay_epochs == 0   # London's own
 
 
 # ----------------------------------------------------------------- mirroring (data augmentation)

@@ -28,7 +28,7 @@ from .data.datasets import BUILT_IN, DATASETS
 from .data.labels import AUS, EMOTIONS, parse_label
 from .errors import ConfigError, DatasetError
 from .model import MAX_WIDTH
-from .recipes import DATASET_SETTINGS, DEFAULT_RECIPE, RECIPE_OPTIONS, RECIPES, STABLE_REASONS, recipe_options
+from .recipes import DATASET_SETTINGS, DEFAULT_RECIPE, RECIPE_EPOCHS, RECIPE_OPTIONS, RECIPES, STABLE_REASONS, default_epochs, recipe_options
 from .training import RunFolderError, run_seeds
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -59,10 +59,9 @@ TRAIN_DEFAULTS = {
     "seed": 0,
     "recipe": DEFAULT_RECIPE, # the optimisation settings below come from it (tinycdaae/recipes.py)
 }
-# --epochs where a dataset needs another default: London's 58 training people give 8 steps an
-# epoch, so 60 epochs are 480 steps (~2.5 min at --width 1 on one core), the budget measured in
-# docs/stability.md; every other dataset takes TRAIN_DEFAULTS["epochs"].
-DATASET_EPOCHS = {"london": 60}
+# --epochs where a recipe and dataset need another default (recipes.RECIPE_EPOCHS: London, 120
+# epochs with the default recipe, 60 with the paper's); every other dataset takes
+# TRAIN_DEFAULTS["epochs"].
 # What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
 RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs") + RECIPE_OPTIONS
 ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
@@ -123,13 +122,21 @@ def _add_model_and_training_options(p, d):
                             f"{d['width']}, 16-32-64-128, fast enough for a laptop CPU; at most {MAX_WIDTH:g})")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train in all (default "
-                       f"{d['epochs']}; " + ", ".join(f"{k} {v}" for k, v in DATASET_EPOCHS.items())
+                       f"{d['epochs']}; " + epochs_help()
                        + "); with --resume, raise it to train an earlier run further")
     train.add_argument("--batch-size", type=int, metavar="N",
                        help=f"pairs per step (default {d['batch_size']}, paper)")
     train.add_argument("--seed", type=int, metavar="N", help=f"one seed for the weights, the data order "
                        f"and the prior's samples; same seed, same run bit for bit on the CPU "
                        f"(default {d['seed']})")
+
+
+def epochs_help():
+    """'london 120, or 60 with --recipe paper': the datasets whose default epochs differ."""
+    datasets = sorted({d for per_dataset in RECIPE_EPOCHS.values() for d in per_dataset})
+    return "; ".join(f"{d} {RECIPE_EPOCHS[DEFAULT_RECIPE][d]}" + "".join(
+        f", or {RECIPE_EPOCHS[r][d]} with --recipe {r}" for r in sorted(RECIPE_EPOCHS) if r != DEFAULT_RECIPE)
+        for d in datasets)
 
 
 def _add_recipe_options(recipe):
@@ -171,11 +178,12 @@ def _add_recipe_options(recipe):
     recipe.add_argument("--face-only-targets", action=argparse.BooleanOptionalAction, help="train on "
                         "targets that keep the input's pixels outside the face (the label changes the face; "
                         "hair, backdrop and light are redrawn from the input); measured in docs/stability.md "
-                        f"({recipe_default('face_only_targets', '')})")
+                        "(paper off; stable on for the London photos, off for other data)")
     recipe.add_argument("--lr-decay-epochs", type=int, metavar="N", help="lower every learning rate "
                         "linearly towards 0 over the run's last N epochs (all of them in a shorter run; the "
                         "three rates keep their ratios); "
-                        f"0 keeps them constant ({recipe_default('lr_decay_epochs', 'd')})")
+                        "0 keeps them constant (paper 0; stable "
+                        f"{DATASET_SETTINGS['stable']['london']['lr_decay_epochs']} for the London photos, 0 for other data)")
     recipe.add_argument("--colour-jitter", type=float, metavar="C", help="recolour each pair, input and "
                         "target alike: per colour channel x -> g*x + b with g in 1±C and b in ±C; 0 turns "
                         "it off (paper 0; stable "
@@ -276,7 +284,7 @@ def resolve_train_options(args):
                              f"choose another --out")
         recipe = typed.get("recipe", TRAIN_DEFAULTS["recipe"])
         dataset = typed.get("dataset", TRAIN_DEFAULTS["dataset"])
-        epochs = {"epochs": DATASET_EPOCHS.get(dataset, TRAIN_DEFAULTS["epochs"])}
+        epochs = {"epochs": default_epochs(recipe, dataset) or TRAIN_DEFAULTS["epochs"]}
         size = {"size": args.size or DEFAULT_SIZE}
         return {**TRAIN_DEFAULTS, **epochs, **recipe_options(recipe, dataset), **typed, **size}, out, None
     if not os.path.exists(path):
@@ -672,7 +680,7 @@ def add_evaluation_commands(commands):
                      help=f"number of subject folds (default {TRAIN_DEFAULTS['folds']})")
     cmp.add_argument("--epochs", type=int, metavar="N",
                      help=f"epochs per variant (default {COMPARE_DEFAULTS['epochs']}; "
-                          + ", ".join(f"{k} {v}" for k, v in DATASET_EPOCHS.items()) + ")")
+                          + epochs_help() + ")")
     cmp.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
                      help=f"the training recipe of every variant (default {DEFAULT_RECIPE}; see train --help)")
     cmp.add_argument("--width", type=float, default=COMPARE_DEFAULTS["width"], metavar="W",
@@ -791,7 +799,7 @@ def compare_run(args, variant, seed, fold, run_dir):
     option left out is None, so train takes its default or, resuming, the run's own)."""
     run = argparse.Namespace(**{k: None for k in RUN_OPTIONS + ("epochs",)})
     run.skip, run.width, run.recipe, run.seed, run.fold, run.folds = variant, args.width, args.recipe, seed, fold, args.folds
-    run.epochs = args.epochs or DATASET_EPOCHS.get(args.dataset, COMPARE_DEFAULTS["epochs"])
+    run.epochs = args.epochs or default_epochs(args.recipe, args.dataset) or COMPARE_DEFAULTS["epochs"]
     run.batch_size, run.dataset, run.device, run.out = args.batch_size, args.dataset, args.device, run_dir
     run.size = args.size
     if args.dataset == "synthetic":

@@ -23,8 +23,8 @@ docs/stability.md):
      far above chance (tens to hundreds). That last state is what the log shows; the failure
      started at step 1.
 
-"stable" (the default) changes three settings, and a fourth for the built-in synthetic faces;
-everything else is the paper's:
+"stable" (the default) changes three settings, a fourth for the built-in synthetic faces and a
+fifth for the London photos; everything else is the paper's:
 
   - D_E's learning rate is 2e-3, twice the encoder's, instead of 1e-4: D_E then follows z faster
     than z moves and keeps it on the prior's scale, so G1 never saturates. This removes the
@@ -43,6 +43,13 @@ everything else is the paper's:
     (training.jitter_pairs, DATASET_SETTINGS below): with 30 people to learn from, the held-out
     MSE falls from above copying the input to below it. Photographs keep their colours: there it
     costs expression.
+  - On the London photos only, the targets keep the input outside the face
+    (training.face_only_targets), the run is 120 epochs instead of 60 (RECIPE_EPOCHS), and every
+    learning rate falls linearly to 0 over the last 20 (TrainConfig.learning_rate_scale). Each
+    of a person's two photos comes from its own session (hair, ears, backdrop, light), which no
+    label explains; learnt as part of the label, it put 2 of 20 runs further from the real
+    target than copying. Without it the network can train longer for a clearer expression, and
+    the decaying rates let each run settle: all 20 London runs pass every bar.
 
 Measured over seeds in docs/stability.md.
 """
@@ -73,7 +80,25 @@ DEFAULT_RECIPE = "stable"
 # many, and the held-out MSE falls below copying (5 seeds of 5). On the London photos the same
 # recolouring trades expression for fidelity (4 runs: expression 0.91 -> 0.85, worst → neutral
 # 0.75 -> 0.65), so photographs keep their colours. Both measured in docs/stability.md.
-DATASET_SETTINGS = {"stable": {"synthetic": {"colour_jitter": 0.3}}}
+#
+# On the London photos a person's two pictures come from two sessions: hair, ears, backdrop and
+# light differ as much as the smile does (on fold 0, 86% of copying's distance to the target lies
+# outside the face). Trained on the real targets, the network learns its training people's
+# session differences as part of the label, and on people it never saw it can end further from
+# the target than copying them (2 of 20 runs). So the targets keep the input outside the face
+# (face_only_targets): the label explains the face alone, and the network no longer learns the
+# sides by heart, so it can train longer (120 epochs, RECIPE_EPOCHS) for a clearer expression. The
+# rates then fall linearly to 0 over the last 20 epochs (lr_decay_epochs): without it single runs
+# end on the wrong side of a bar by one or two people from one checkpoint to the next (19 of 20
+# pass at epoch 120, 18 at 140); with it all 20 pass.
+DATASET_SETTINGS = {"stable": {"synthetic": {"colour_jitter": 0.3},
+                               "london": {"face_only_targets": True, "lr_decay_epochs": 20}}}
+
+# Epochs of a run when --epochs is not given, where a recipe and a dataset need their own (else
+# the command line's default). London's 58 training people give 8 steps an epoch: the paper's
+# recipe trains 60 epochs (480 steps), the default 120 (960 steps, about 6 min at --width 1 on one
+# core), the budgets measured in docs/stability.md.
+RECIPE_EPOCHS = {"paper": {"london": 60}, "stable": {"london": 120}}
 
 # Why each setting of "stable" differs from the paper's (printed by `run.py --help`, docs/design.md).
 STABLE_REASONS = {
@@ -87,7 +112,16 @@ STABLE_REASONS = {
     "ema_decay": "faces are drawn with a moving average of the encoder's and decoder's weights (about "
                  f"the last {1 / (1 - RECIPES['stable']['ema_decay']):.0f} steps), which carries less of "
                  "the adversarial game's noise",
+    "face_only_targets": "on the London photos the training targets keep the input outside the face "
+                         f"and the run is {RECIPE_EPOCHS['stable']['london']} epochs, its rates falling "
+                         f"linearly to 0 over the last {DATASET_SETTINGS['stable']['london']['lr_decay_epochs']}",
 }
+
+
+def default_epochs(recipe, dataset):
+    """The epochs a run of `recipe` on `dataset` takes when --epochs is not given, or None where
+    the command line's own default applies (RECIPE_EPOCHS)."""
+    return RECIPE_EPOCHS.get(recipe, {}).get(dataset)
 
 
 def recipe_options(name, dataset=None):

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, objective_config, recipe_options, train_config
+from tinycdaae.recipes import DEFAULT_RECIPE, default_epochs, objective_config, recipe_options, train_config
 from tinycdaae.training import Trainer
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.data.datasets import split_for_training
@@ -40,13 +40,15 @@ def seeds(seed):
     return tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(3))
 
 
-def train_london(train_set, skip="n2", width=1.0, epochs=60, seed=0, recipe=DEFAULT_RECIPE, **changes):
+def train_london(train_set, skip="n2", width=1.0, epochs=None, seed=0, recipe=DEFAULT_RECIPE, **changes):
     """Train one CDAAE on `train_set` exactly as `python run.py --dataset london --skip SKIP
-    --width W --epochs N --seed S` does (recipe options may be changed, e.g. lr_d_e=1e-4).
+    --width W --epochs N --seed S` does (recipe options may be changed, e.g. lr_d_e=1e-4; epochs
+    None: the recipe's own for London, as run.py's, 120 for the default recipe).
     Returns (model, steps): the trained network, holding the weights that draw faces (the weight
     average when the recipe keeps one, as `run.py generate` and `evaluate` use), and the per-step
     log records."""
     options = {**recipe_options(recipe, "london"), **changes}
+    epochs = epochs or default_epochs(recipe, "london")
     weight_seed, prior_seed, order_seed = seeds(seed)
     model = CDAAE(ModelConfig(skip=skip, width=width, label_dim=2, seed=weight_seed))
     objective = Objective(model, objective_config(options, prior_seed))
