@@ -2,12 +2,18 @@
 
     python scripts/make_london_model.py
 
-N2 at the reference width, the default recipe, trained on all 78 built-in London people (both
-labels, every pair; nobody held out: this model is for your photos, not for measuring). Writes the
+N2 at the reference width, trained on all 78 built-in London people (both labels, every pair;
+nobody held out: this model is for your photos, not for measuring) with the default recipe's
+first four changes on the real targets for 60 epochs at constant rates: the short recipe of
+docs/stability.md (SHORT below), not the default's face-only targets, 120 epochs and falling rates. Writes the
 full run to runs/london-model/ (log.jsonl, checkpoint.npz) and the generator alone, in float16, to
 tinycdaae/assets/london_n2.npz, which `run.py generate` uses when no --checkpoint is given.
-Its measured quality on people it never saw is the London table in docs/stability.md (the same
-recipe, trained with a fold held out).
+Its measured quality on people it never saw is the short recipe's London table in
+docs/stability.md (the same settings, trained with a fold held out). Why not the default's London
+settings: trained on everybody, they draw "stop smiling" less clearly on the people they trained
+on (tests/test_shipped_model.py: 1 of the six test people still reads as smiling to a reader of
+the face alone, 5 of the twelve answers misread by the whole-crop reader), because their targets
+keep each photo's session around the face; the short recipe's model reads right in all twelve.
 """
 import argparse
 import os
@@ -19,12 +25,13 @@ from tinycdaae import backend, checkpoint
 from tinycdaae.data.datasets import load_dataset
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
-from tinycdaae.recipes import DEFAULT_RECIPE, default_epochs, objective_config, recipe_options, train_config
+from tinycdaae.recipes import DEFAULT_RECIPE, objective_config, recipe_options, train_config
 from tinycdaae.training import Trainer, run_seeds
 
-# The model's settings: the README's London command (`run.py --dataset london --width 1`), whose
-# epochs are the default recipe's for London (120).
-WIDTH, EPOCHS, SEED = 1.0, default_epochs(DEFAULT_RECIPE, "london"), 0
+# The model's settings: `run.py --dataset london --width 1 --epochs 60 --no-face-only-targets
+# --lr-decay-epochs 0` (the default recipe's first four changes on the real targets).
+WIDTH, EPOCHS, SEED = 1.0, 60, 0
+SHORT = {"face_only_targets": False, "lr_decay_epochs": 0}
 # The README's picture of it: the six people of tests/data/london (chosen for the tests, not for
 # how well the model does on them), both directions, and one interpolation strip.
 FIGURE_PEOPLE = ("001", "004", "005", "006", "025", "042")
@@ -67,7 +74,7 @@ def main(argv=None):
     faces = load_dataset("london")
     names = list(faces.label_names)
     weight_seed, prior_seed, order_seed = run_seeds(SEED)  # as the command line
-    recipe = recipe_options(DEFAULT_RECIPE, "london")
+    recipe = {**recipe_options(DEFAULT_RECIPE, "london"), **SHORT}
     model = CDAAE(ModelConfig(skip="n2", width=WIDTH, label_dim=len(names), seed=weight_seed))
     objective = Objective(model, objective_config(recipe, prior_seed))
     config = train_config(recipe, epochs=EPOCHS, batch_size=32, seed=order_seed)
