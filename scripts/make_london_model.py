@@ -5,8 +5,8 @@
 N2 at the reference width, trained on all 78 built-in London people (both labels, every pair;
 nobody held out: this model is for your photos, not for measuring) with the default recipe's
 first four changes on the real targets for 60 epochs at constant rates: the short recipe of
-docs/stability.md (SHORT below), not the default's face-only targets, 120 epochs and falling rates. Writes the
-full run to runs/london-model/ (log.jsonl, checkpoint.npz) and the generator alone, in float16, to
+docs/stability.md (SHORT below), not the default's face-only targets, 120 epochs and falling
+rates. Writes the full run to runs/london-model/ (log.jsonl, checkpoint.npz) and the generator alone, in float16, to
 tinycdaae/assets/london_n2.npz, which `run.py generate` uses when no --checkpoint is given.
 Its measured quality on people it never saw is the short recipe's London table in
 docs/stability.md (the same settings, trained with a fold held out). Why not the default's London

@@ -59,9 +59,6 @@ TRAIN_DEFAULTS = {
     "seed": 0,
     "recipe": DEFAULT_RECIPE, # the optimisation settings below come from it (tinycdaae/recipes.py)
 }
-# --epochs where a recipe and dataset need another default (recipes.RECIPE_EPOCHS: London, 120
-# epochs with the default recipe, 60 with the paper's); every other dataset takes
-# TRAIN_DEFAULTS["epochs"].
 # What defines a run: a resumed run keeps these (--epochs, --device and --out may change).
 RUN_OPTIONS = tuple(k for k in TRAIN_DEFAULTS if k != "epochs") + RECIPE_OPTIONS
 ARCHITECTURE_OPTIONS = ("skip", "width")   # a mismatch here is reported by the checkpoint module
@@ -284,6 +281,7 @@ def resolve_train_options(args):
                              f"choose another --out")
         recipe = typed.get("recipe", TRAIN_DEFAULTS["recipe"])
         dataset = typed.get("dataset", TRAIN_DEFAULTS["dataset"])
+        # London's own epochs per recipe (recipes.RECIPE_EPOCHS: 120 stable, 60 paper); else ours
         epochs = {"epochs": default_epochs(recipe, dataset) or TRAIN_DEFAULTS["epochs"]}
         size = {"size": args.size or DEFAULT_SIZE}
         return {**TRAIN_DEFAULTS, **epochs, **recipe_options(recipe, dataset), **typed, **size}, out, None
