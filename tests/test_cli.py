@@ -197,6 +197,8 @@ def test_train_on_the_built_in_london_photos(london_run):
     out, result = london_run
     assert result.returncode == 0, result.stderr
     assert "data: london (emotion: neutral, happy); 39 training people, 156 pairs" in result.stdout
+    assert ("recipe: stable, epochs 1; unlike the paper's: --lr-d-e 0.002, --warmup-steps 40, --ema-decay 0.99, "
+            "--face-only-targets, --lr-decay-epochs 20") in result.stdout     # the London settings, said
     extra = checkpoint.read(out / "checkpoint.npz")[0]["extra"]
     assert extra["label_names"] == ["neutral", "happy"] and extra["options"]["data_dir"] is None
     # 6 held-out people, each followed by their real images; input + neutral + happy

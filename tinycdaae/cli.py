@@ -73,6 +73,16 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+def recipe_line(options):
+    """'recipe: stable, epochs 120; unlike the paper's: --lr-d-e 0.002, ...': what this run trains
+    with, so the screen says it (the per-dataset settings and any typed override included)."""
+    paper = RECIPES["paper"]
+    changed = [flag(k) if v is True else f"{flag(k)} {v:g}" if isinstance(v, float) else f"{flag(k)} {v}"
+               for k in RECIPE_OPTIONS if (v := options[k]) != paper[k]]
+    return (f"recipe: {options['recipe']}, epochs {options['epochs']}; "
+            + ("unlike the paper's: " + ", ".join(changed) if changed else "the paper's settings"))
+
+
 def add_train_options(p):
     _add_data_options(p.add_argument_group("data"), TRAIN_DEFAULTS)
     _add_model_and_training_options(p, TRAIN_DEFAULTS)
@@ -454,6 +464,7 @@ def train_locked(args, lock):
 
     print(f"sample grids: {len(faces)} held-out people (rows) x [input, {', '.join(label_names)}]"
           + ("; under each row, the person's real images with those labels" if targets is not None else ""))
+    print(recipe_line(o))
     print(f"writing {out}/log.jsonl, {out}/checkpoint.npz, {out}/samples/")
     resume_hint = f"python run.py --resume --out {out}"        # the run's options are in its checkpoint
     try:
