@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from tinycdaae import backend
+from tinycdaae.cli import TRAIN_DEFAULTS
 from tinycdaae.data.datasets import load_dataset, split_for_training
 from tinycdaae.model import CDAAE, ModelConfig
 from tinycdaae.objective import Objective
@@ -161,7 +162,7 @@ def main(argv=None):
     for name in ("face_only_targets", "lr_decay_epochs"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    epochs = args.epochs or default_epochs(args.recipe, args.dataset) or 10      # run.py's defaults
+    epochs = args.epochs or default_epochs(args.recipe, args.dataset) or TRAIN_DEFAULTS["epochs"]   # as run.py
     objective = Objective(model, objective_config(options, prior_seed))
     probe = Probe(model)
     fixed = test.images[:32]
